@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+package org.fink.broker;
+
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
+import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
+
+/**
+ * Lets one {@code foreachBatch} micro-batch write to several Parquet folders exactly once.
+ *
+ * <p>Each folder is driven by Spark's own streaming file sink, which records the micro-batch
+ * ids it has committed in {@code <folder>/_spark_metadata}. A batch replayed after a crash
+ * (same id, same Kafka offsets, from the query's write-ahead log) is skipped by a folder that
+ * already committed it, so a restart neither loses nor duplicates alerts, and readers that
+ * go through {@code _spark_metadata} never see files of an uncommitted batch. This is what
+ * {@code writeStream.format("parquet")} does for a single folder; stream2raw needs two (the
+ * raw archive and the quarantine) fed from one decode.
+ */
+public final class ExactlyOnceParquet {
+  private static final ConcurrentHashMap<String, FileStreamSink> SINKS = new ConcurrentHashMap<>();
+
+  private ExactlyOnceParquet() {}
+
+  /** Writes {@code data} as batch {@code batchId} of the Parquet folder {@code path}. */
+  public static void addBatch(
+      SparkSession spark, String path, String[] partitionColumns, long batchId, Dataset<Row> data) {
+    String key = path + "|" + String.join(",", partitionColumns);
+    FileStreamSink sink =
+        SINKS.computeIfAbsent(
+            key,
+            k -> {
+              Map<String, String> options = new HashMap<>();
+              options.put("path", path);
+              return new FileStreamSink(
+                  spark,
+                  path,
+                  new ParquetFileFormat(),
+                  scala.jdk.javaapi.CollectionConverters.asScala(Arrays.asList(partitionColumns))
+                      .toList(),
+                  scala.collection.immutable.Map.from(
+                      scala.jdk.javaapi.CollectionConverters.asScala(options)));
+            });
+    sink.addBatch(batchId, data);
+  }
+}

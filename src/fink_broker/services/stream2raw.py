@@ -1,0 +1,154 @@
+"""stream2raw: survey Kafka stream -> decoded alerts -> raw Parquet archive by night.
+
+One Spark Kafka source feeds a ``foreachBatch`` that decodes every record once on the JVM,
+writes good alerts to ``raw/night=YYYYMMDD/`` and undecodable messages to
+``quarantine/night=YYYYMMDD/``, both exactly once (``engine.sinks``), and logs one line per
+micro-batch. The checkpoint holds the Kafka offsets, so a restart after any kill neither
+loses nor duplicates an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from fink_broker.config import Settings
+from fink_broker.engine.decode import archive_columns, decode, quarantine_columns
+from fink_broker.engine.kafka_options import spark_kafka_options
+from fink_broker.engine.session import get_session
+from fink_broker.engine.sinks import write_batch
+from fink_broker.engine.triggers import trigger_kwargs
+from fink_broker.lake import Lake
+from fink_broker.services.streaming import (
+    BatchMetrics,
+    MetricsLog,
+    await_with_graceful_stop,
+    input_topic,
+)
+from fink_broker.surveys import get_adapter
+from fink_broker.surveys.base import SurveyAdapter
+
+log = logging.getLogger(__name__)
+
+SERVICE = "stream2raw"
+
+
+def adapter_of(settings: Settings) -> SurveyAdapter:
+    """The survey adapter configured for stream2raw."""
+    return get_adapter(
+        settings.stream2raw.survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids
+    )
+
+
+def kafka_source(
+    spark: SparkSession, settings: Settings, topic: str, *, streaming: bool = True
+) -> DataFrame:
+    """Spark's Kafka source on ``topic`` (streaming, or a bounded batch read for tests)."""
+    reader = spark.readStream if streaming else spark.read
+    reader = reader.format("kafka").options(**spark_kafka_options(settings.kafka))
+    reader = reader.option("subscribe", topic).option(
+        "startingOffsets", settings.stream2raw.starting_offsets
+    )
+    if streaming:
+        reader = reader.option("maxOffsetsPerTrigger", settings.stream2raw.max_offsets_per_trigger)
+    return reader.load()
+
+
+class RawBatchWriter:
+    """The ``foreachBatch`` body: decode once, write archive and quarantine, log, count."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, adapter: SurveyAdapter) -> None:
+        self.spark = spark
+        self.adapter = adapter
+        self.lake = Lake(settings.paths.root, adapter.name)
+        self.metrics = MetricsLog(settings, SERVICE)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        start = time.monotonic()
+        # Decoded once, read three times (archive, quarantine, counts).
+        decoded = decode(batch, self.adapter).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = {
+                (row["ok"], row["error"]): row["n"]
+                for row in decoded.groupBy(
+                    F.col("error").isNull().alias("ok"),
+                    F.when(F.col("error").isNotNull(), F.substring_index("error", " (", 1)).alias(
+                        "error"
+                    ),
+                )
+                .agg(F.count(F.lit(1)).alias("n"))
+                .collect()
+            }
+            archived = sum(n for (ok, _), n in counts.items() if ok)
+            reasons = Counter({err: n for (ok, err), n in counts.items() if not ok})
+            write_batch(
+                self.spark,
+                archive_columns(decoded, self.adapter),
+                self.lake.raw,
+                batch_id,
+                ["night"],
+            )
+            # Written even when empty: a file-sink log must have every batch id, or readers
+            # of the folder fail on the gap.
+            write_batch(
+                self.spark, quarantine_columns(decoded), self.lake.quarantine, batch_id, ["night"]
+            )
+        finally:
+            decoded.unpersist()
+        metrics = BatchMetrics(
+            service=SERVICE,
+            batch_id=batch_id,
+            rows_in=archived + sum(reasons.values()),
+            rows_out=archived,
+            quarantined=sum(reasons.values()),
+            duration_s=round(time.monotonic() - start, 3),
+            detail={"quarantine_reasons": dict(reasons), "survey": self.adapter.name},
+        )
+        self.metrics.append(metrics)
+        log.info(
+            "batch=%d rows_in=%d archived=%d quarantined=%d duration=%.2fs%s",
+            batch_id,
+            metrics.rows_in,
+            archived,
+            metrics.quarantined,
+            metrics.duration_s,
+            f" reasons={dict(reasons)}" if reasons else "",
+        )
+        for reason, n in reasons.items():
+            log.warning("quarantined %d message(s) in batch %d: %s", n, batch_id, reason)
+
+
+def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
+    """Start the stream2raw query (non-blocking)."""
+    spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
+    adapter = adapter_of(settings)
+    topic = input_topic(settings, adapter)
+    lake = Lake(settings.paths.root, adapter.name)
+    log.info(
+        "stream2raw: %s topic %s on %s -> %s (trigger %s)",
+        adapter.name,
+        topic,
+        settings.kafka.bootstrap_servers,
+        lake.raw,
+        settings.stream2raw.trigger,
+    )
+    return (
+        kafka_source(spark, settings, topic)
+        .writeStream.queryName(f"{SERVICE}_{adapter.name}")
+        .foreachBatch(RawBatchWriter(spark, settings, adapter))
+        .option("checkpointLocation", lake.checkpoint(SERVICE))
+        .trigger(**trigger_kwargs(settings.stream2raw.trigger))
+        .start()
+    )
+
+
+def run(settings: Settings) -> None:
+    """Run stream2raw until the topic is drained (availableNow) or until SIGTERM."""
+    query = start(settings)
+    await_with_graceful_stop(query)

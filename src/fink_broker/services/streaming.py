@@ -1,0 +1,94 @@
+"""What every streaming service shares: input topic names, graceful stop, batch metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQuery
+
+from fink_broker.config import Settings
+from fink_broker.surveys.base import SurveyAdapter
+
+log = logging.getLogger(__name__)
+
+
+def today_night() -> str:
+    """Current UTC date as ``YYYYMMDD``."""
+    return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def input_topic(settings: Settings, adapter: SurveyAdapter, night: str | None = None) -> str:
+    """The configured topic, or the survey's default topic of the night."""
+    if settings.stream2raw.topic:
+        return settings.stream2raw.topic
+    return adapter.default_topic.format(night=night or today_night())
+
+
+@dataclass
+class BatchMetrics:
+    """One line per micro-batch: what came in, what went where, how long it took."""
+
+    service: str
+    batch_id: int
+    rows_in: int
+    rows_out: int
+    quarantined: int = 0
+    duration_s: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+class MetricsLog:
+    """Appends batch metrics as JSON lines under ``<state_dir>/metrics/<service>.jsonl``.
+
+    Operators (and `fink show`) read totals from it without a Spark UI; the same numbers
+    go to the service log.
+    """
+
+    def __init__(self, settings: Settings, service: str) -> None:
+        self.path = Path(settings.paths.state_dir) / "metrics" / f"{service}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, metrics: BatchMetrics) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(asdict(metrics)) + "\n")
+
+
+def await_with_graceful_stop(query: StreamingQuery, timeout_s: float = 120.0) -> None:
+    """Wait for ``query``; on SIGTERM/SIGINT let the running micro-batch finish, then stop.
+
+    Stopping between micro-batches is not needed for correctness (checkpoints replay an
+    interrupted batch exactly once) but avoids redoing work and leaves tidy logs.
+    """
+    requested = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping after the current micro-batch", signum)
+        requested.set()
+
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        while query.isActive:
+            if requested.is_set():
+                deadline = time.monotonic() + timeout_s
+                while query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                query.stop()
+                break
+            query.awaitTermination(0.5)
+        exception = query.exception()
+        if exception is not None:
+            raise RuntimeError(f"query {query.name} failed: {exception}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
