@@ -109,12 +109,15 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
         F.when(F.col("frame_error").isNull(), alert).alias("alert"),
     )
     undecodable = F.lit(f"Avro body does not decode with {schema.version} (malformed or truncated)")
+    # PERMISSIVE from_avro returns a struct of nulls (not a null struct) for a bad body; the
+    # alert id is a non-null field of every schema, so its absence marks the failure.
+    failed = F.col("alert").isNull() | F.col(f"alert.{adapter.alert_id}").isNull()
     return with_alert.select(
         "value",
         *KAFKA_COLUMNS.values(),
-        "alert",
+        F.when(~failed, F.col("alert")).alias("alert"),
         F.coalesce(
-            F.col("frame_error"), F.when(F.col("alert").isNull(), undecodable)
+            F.col("frame_error"), F.when(failed, undecodable)
         ).alias("error"),
     )
 

@@ -1,0 +1,1 @@
+"""The `fink` command line."""

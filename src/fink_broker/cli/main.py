@@ -1,0 +1,350 @@
+"""The ``fink`` command: parse -> settings -> service.
+
+Verbs: ``init``, ``start <service>``, ``stop <service|all>``, ``show``, ``simulator``.
+Services run in the background with a PID file and a log file (``--foreground`` keeps them
+attached); ``stop`` only ever signals processes recorded in Fink's own PID files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fink_broker import __version__
+from fink_broker.config import ConfigError, Settings, dump_toml, load_settings
+from fink_broker.lake import Lake
+
+log = logging.getLogger("fink")
+
+DEFAULT_CONFIG = "fink.toml"
+#: set in the environment of a service that `fink start` launched in the background, so the
+#: child does not register itself a second time
+SUPERVISED_ENV = "FINK_SUPERVISED"
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Sub-commands accept the same options after the verb; SUPPRESS keeps a value given
+    # before the verb from being overwritten by the sub-parser's default.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=default,
+        help=f"config file (default: $FINK_CONFIG, else ./{DEFAULT_CONFIG} if present)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO" if top else argparse.SUPPRESS,
+        help="Python log level (default INFO)",
+    )
+
+
+def _service_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--foreground", action="store_true", help="run attached to this terminal"
+    )
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="read from the local Kafka broker started by `fink start kafka`",
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
+    parser.add_argument("--root", help="data root, local path or Hadoop URI (paths.root)")
+    parser.add_argument("--master", help="Spark master (spark.master)")
+
+
+def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--topic", help="input topic (default: the survey's topic of the night)")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "2 seconds"'
+    )
+    parser.add_argument("--starting-offsets", choices=["earliest", "latest"])
+    parser.add_argument("--max-offsets-per-trigger", type=int)
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
+    parser.add_argument("--controller-port", type=int, help="KRaft controller port")
+
+
+def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
+    from fink_broker.services import checkstream
+
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    checkstream.add_arguments(parser)
+
+
+#: service -> (help, flag adder)
+SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "kafka": ("local single-node Kafka broker (KRaft) on 127.0.0.1", _kafka_flags),
+    "stream2raw": ("Kafka alert stream -> decoded alerts -> raw Parquet", _stream2raw_flags),
+    "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each service has its own ``-h``."""
+    parser = argparse.ArgumentParser(
+        prog="fink",
+        description="Fink alert broker: run and inspect its services.",
+    )
+    parser.add_argument("--version", action="version", version=f"fink {__version__}")
+    _common(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", metavar="<verb>")
+
+    init = verbs.add_parser("init", help="create the data root and write an editable config")
+    _common(init)
+    init.add_argument("--root", help="data root to create (paths.root)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+
+    start = verbs.add_parser("start", help="start a service")
+    services = start.add_subparsers(dest="service", metavar="<service>")
+    for name, (help_text, add_flags) in SERVICES.items():
+        sub = services.add_parser(name, help=help_text, description=help_text)
+        _common(sub)
+        _service_flags(sub)
+        add_flags(sub)
+
+    stop = verbs.add_parser("stop", help="stop a service started by fink (or all of them)")
+    _common(stop)
+    stop.add_argument("service", help=f"one of {', '.join(SERVICES)} or all")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL")
+
+    show = verbs.add_parser("show", help="list running services with PID, uptime, CPU, memory")
+    _common(show)
+
+    sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
+    _common(sim)
+    from fink_broker.simulator import cli as simulator_cli
+
+    simulator_cli.add_arguments(sim)
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    if args.config:
+        return args.config
+    if os.environ.get("FINK_CONFIG"):
+        return os.environ["FINK_CONFIG"]
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Layer the flags of ``args`` over the config file and environment."""
+    flags: dict[str, Any] = {
+        "paths.root": getattr(args, "root", None),
+        "spark.master": getattr(args, "master", None),
+        "kafka.bootstrap_servers": getattr(args, "bootstrap", None),
+        "stream2raw.survey": getattr(args, "survey", None),
+        "stream2raw.topic": getattr(args, "topic", None),
+        "stream2raw.trigger": getattr(args, "trigger", None),
+        "stream2raw.starting_offsets": getattr(args, "starting_offsets", None),
+        "stream2raw.max_offsets_per_trigger": getattr(args, "max_offsets_per_trigger", None),
+        "local_kafka.port": getattr(args, "port", None),
+        "local_kafka.controller_port": getattr(args, "controller_port", None),
+    }
+    settings = load_settings(_config_path(args), overrides=flags)
+    if getattr(args, "simulator", False):
+        settings.kafka.bootstrap_servers = f"127.0.0.1:{settings.local_kafka.port}"
+        settings.kafka.security_protocol = "PLAINTEXT"
+    return settings
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the data root folders and write the config file."""
+    path = Path(args.config or DEFAULT_CONFIG)
+    settings = settings_from_args(args) if path.exists() and not args.force else None
+    if settings is None:
+        settings = load_settings(None, env={}, overrides={"paths.root": args.root})
+        if path.exists() and not args.force:
+            raise ConfigError(f"{path} exists; use --force to overwrite")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_toml(settings))
+        print(f"wrote {path}")
+    else:
+        print(f"kept existing {path} (use --force to rewrite it)")
+    from fink_broker.surveys import SURVEYS
+
+    created = []
+    for survey in SURVEYS:
+        created += Lake(settings.paths.root, survey).local_folders()
+    for folder in [*created, Path(settings.paths.state_dir)]:
+        folder.mkdir(parents=True, exist_ok=True)
+    root = settings.paths.root
+    print(f"data root {root}: raw/ science/ checkpoints/ quarantine/ logs/ ready")
+    return 0
+
+
+def _service_argv(args: argparse.Namespace, config: str | None, argv: Sequence[str]) -> list[str]:
+    """The command line of the background child: the same flags, plus --foreground."""
+    out = [sys.executable, "-m", "fink_broker.cli.main", *argv]
+    if "--foreground" not in out:
+        out.append("--foreground")
+    if config and "-c" not in argv and "--config" not in argv:
+        out += ["-c", str(Path(config).absolute())]
+    return out
+
+
+def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Start a service in the background (default) or in the foreground."""
+    from fink_broker.infra import processes
+
+    if not args.service:
+        build_parser().parse_args(["start", "-h"])
+    settings = settings_from_args(args)
+    if args.service == "kafka":
+        from fink_broker.infra.kafka_local import start_kafka
+
+        record = start_kafka(settings, foreground=args.foreground)
+        if not args.foreground:
+            print(f"kafka running: pid {record.pid}, 127.0.0.1:{settings.local_kafka.port}")
+        return 0
+    supervised = os.environ.get(SUPERVISED_ENV) == args.service
+    if not args.foreground:
+        state = Path(settings.paths.state_dir)
+        log_path = state / "logs" / f"{args.service}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        record = processes.start_background(
+            args.service,
+            _service_argv(args, _config_path(args), argv),
+            settings=settings,
+            env={**os.environ, SUPERVISED_ENV: args.service},
+            log_path=log_path,
+            topics=[_topic_of(args, settings)],
+        )
+        print(f"{args.service} running: pid {record.pid}, log {log_path}")
+        return 0
+    if not supervised:
+        processes.register_foreground(
+            args.service, settings=settings, topics=[_topic_of(args, settings)]
+        )
+    return _run_service(args, settings)
+
+
+def _topic_of(args: argparse.Namespace, settings: Settings) -> str:
+    from fink_broker.services.streaming import input_topic
+    from fink_broker.surveys import get_adapter
+
+    if getattr(args, "topic", None):
+        return args.topic
+    adapter = get_adapter(
+        settings.stream2raw.survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids
+    )
+    return input_topic(settings, adapter)
+
+
+def _run_service(args: argparse.Namespace, settings: Settings) -> int:
+    if args.service == "stream2raw":
+        from fink_broker.services import stream2raw
+
+        stream2raw.run(settings)
+        return 0
+    if args.service == "checkstream":
+        from fink_broker.services import checkstream
+
+        return checkstream.run_from_args(args, settings) or 0
+    raise ValueError(f"unknown service {args.service}")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop one service or all, gracefully first, by PID file only."""
+    from fink_broker.infra import processes
+
+    settings = settings_from_args(args)
+    targets = (
+        [r.name for r in processes.running(settings)] if args.service == "all" else [args.service]
+    )
+    # Stop consumers before the broker they read from.
+    targets.sort(key=lambda name: name == "kafka")
+    status = 0
+    for name in targets:
+        if processes.stop(settings, name, timeout=args.timeout):
+            print(f"stopped {name}")
+        else:
+            print(f"{name} is not running (no live PID file)")
+            status = 1 if args.service != "all" else status
+    return status
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Table of running services: PID, start time, uptime, CPU, memory, ports or topics."""
+    from fink_broker.infra import processes
+
+    settings = settings_from_args(args)
+    records = processes.running(settings)
+    if not records:
+        print("no Fink service is running")
+        return 0
+    header = f"{'service':<12} {'pid':>7} {'started':<20} {'uptime':>9} {'cpu%':>6} {'rss MiB':>8}  ports/topics"
+    print(header)
+    for record in records:
+        use = processes.usage(record)
+        where = ", ".join(
+            [f"127.0.0.1:{p}" for p in record.ports] + [f"topic {t}" for t in record.topics]
+        )
+        print(
+            f"{record.name:<12} {record.pid:>7} {record.started_at[:19]:<20} "
+            f"{_duration(use['uptime_s']):>9} {use['cpu_percent']:>6.1f} "
+            f"{use['rss_mib']:>8.0f}  {where}"
+        )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}"
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """Replay alert files into Kafka (same as `fink_simulator`)."""
+    from fink_broker.simulator import cli as simulator_cli
+
+    settings = load_settings(_config_path(args))
+    return simulator_cli.run_from_args(args, settings) or 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fink`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return 0
+    _setup_logging(args.log_level)
+    try:
+        if args.verb == "init":
+            return cmd_init(args)
+        if args.verb == "start":
+            return cmd_start(args, argv)
+        if args.verb == "stop":
+            return cmd_stop(args)
+        if args.verb == "show":
+            return cmd_show(args)
+        if args.verb == "simulator":
+            return cmd_simulator(args)
+    except ConfigError as err:
+        print(f"fink: config error: {err}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown verb {args.verb}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

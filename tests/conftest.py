@@ -1,0 +1,53 @@
+"""Fixtures shared by every tier: the real alerts of ../shared/datasim and one Spark session.
+
+The Spark session is created once per test run (5-10 s of JVM start) and shared by the
+spark/, integration/ and e2e/ tiers, as the feasibility study recommends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATASIM = REPO.parent / "shared" / "datasim"
+
+
+@pytest.fixture(scope="session")
+def datasim() -> Path:
+    """../shared/datasim; tests skip without it, except in CI where it must exist."""
+    if not DATASIM.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide the real alerts in {DATASIM}")
+        pytest.skip(f"real alerts not available: {DATASIM} is absent")
+    return DATASIM
+
+
+def base_overrides(tmp: Path) -> dict[str, object]:
+    """Settings overrides that keep a test's data and state in ``tmp``."""
+    return {
+        "paths.root": str(tmp / "lake"),
+        "paths.state_dir": str(tmp / "state"),
+        "paths.jar_cache": str(REPO / "jvm-cache"),
+        "spark.driver_memory": "2g",
+    }
+
+
+@pytest.fixture(scope="session")
+def spark_settings(tmp_path_factory: pytest.TempPathFactory):
+    """Settings of the shared Spark session (tmp data root, the repo's jar cache)."""
+    from fink_broker.config import load_settings
+
+    return load_settings(None, env={}, overrides=base_overrides(tmp_path_factory.mktemp("spark")))
+
+
+@pytest.fixture(scope="session")
+def spark(spark_settings):
+    """The one SparkSession of the test run (local[2], Fink's connectors and JVM functions)."""
+    from fink_broker.engine.session import get_session
+
+    session = get_session(spark_settings, app_name="fink-tests")
+    yield session
+    session.stop()
