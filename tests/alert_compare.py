@@ -31,10 +31,13 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
             out += differences(e, a, f"{path}[{i}]")
         return out
     if isinstance(expected, bytes | bytearray):
-        return [] if bytes(expected) == bytes(actual or b"") and actual is not None else [f"{path}: bytes differ"]
-    if isinstance(expected, float) and isinstance(actual, float):
-        if math.isnan(expected) and math.isnan(actual):
-            return []
+        return (
+            []
+            if bytes(expected) == bytes(actual or b"") and actual is not None
+            else [f"{path}: bytes differ"]
+        )
+    if isinstance(expected, float) and isinstance(actual, float) and math.isnan(expected):
+        return [] if math.isnan(actual) else [f"{path}: expected nan, got {actual}"]
     if expected != actual:
         return [f"{path}: expected {expected!r:.60}, got {actual!r:.60}"]
     return []

@@ -282,7 +282,9 @@ def dump_toml(settings: Settings) -> str:
         docs = _field_docs(section_cls)
         for f in dataclasses.fields(obj):
             if docs.get(f.name):
-                lines.append(f"# {docs[f.name]} (env {ENV_PREFIX}{section.upper()}_{f.name.upper()})")
+                lines.append(
+                    f"# {docs[f.name]} (env {ENV_PREFIX}{section.upper()}_{f.name.upper()})"
+                )
             lines.append(f"{f.name} = {_toml_value(getattr(obj, f.name))}")
     return "\n".join(lines) + "\n"
 

@@ -45,9 +45,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 def _service_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--foreground", action="store_true", help="run attached to this terminal"
-    )
+    parser.add_argument("--foreground", action="store_true", help="run attached to this terminal")
     parser.add_argument(
         "--simulator",
         action="store_true",
@@ -290,8 +288,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not records:
         print("no Fink service is running")
         return 0
-    header = f"{'service':<12} {'pid':>7} {'started':<20} {'uptime':>9} {'cpu%':>6} {'rss MiB':>8}  ports/topics"
-    print(header)
+    print(
+        f"{'service':<12} {'pid':>7} {'started':<20} {'uptime':>9} {'cpu%':>6} {'rss MiB':>8}"
+        "  ports/topics"
+    )
     for record in records:
         use = processes.usage(record)
         where = ", ".join(

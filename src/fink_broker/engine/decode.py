@@ -94,7 +94,9 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
         F.when(
             key != F.lit(schema.key),
             F.concat(
-                F.lit("unknown schema "), key, F.lit(f" (accepted: {schema.key} = {schema.version})")
+                F.lit("unknown schema "),
+                key,
+                F.lit(f" (accepted: {schema.key} = {schema.version})"),
             ),
         ),
     )
@@ -116,9 +118,7 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
         "value",
         *KAFKA_COLUMNS.values(),
         F.when(~failed, F.col("alert")).alias("alert"),
-        F.coalesce(
-            F.col("frame_error"), F.when(failed, undecodable)
-        ).alias("error"),
+        F.coalesce(F.col("frame_error"), F.when(failed, undecodable)).alias("error"),
     )
 
 

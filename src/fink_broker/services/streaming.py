@@ -74,9 +74,7 @@ def await_with_graceful_stop(query: StreamingQuery, timeout_s: float = 120.0) ->
         log.info("signal %s: stopping after the current micro-batch", signum)
         requested.set()
 
-    previous = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while query.isActive:
             if requested.is_set():

@@ -9,7 +9,9 @@ from fink_broker.surveys.ztf import ZTF
 SURVEYS = ("ztf", "rubin")
 
 
-def get_adapter(name: str, *, rubin_schema_ids: list[int] | tuple[int, ...] = (900,)) -> SurveyAdapter:
+def get_adapter(
+    name: str, *, rubin_schema_ids: list[int] | tuple[int, ...] = (900,)
+) -> SurveyAdapter:
     """The adapter of a survey by name (``ztf`` or ``rubin``)."""
     if name == "ztf":
         return ZTF

@@ -52,7 +52,9 @@ def lsst_schema(schema_id: int) -> WireSchema:
     if not path.exists():
         raise KeyError(f"no lsst-alert-packet schema for id {schema_id} ({path})")
     definition = packet.Schema.from_file(str(path)).definition
-    return WireSchema(key=str(schema_id), version=f"lsst.v{major}_{minor}", json=json.dumps(definition))
+    return WireSchema(
+        key=str(schema_id), version=f"lsst.v{major}_{minor}", json=json.dumps(definition)
+    )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ def _packaged_schemas() -> tuple[WireSchema, ...]:
             version = entry.name.removeprefix("ztf.alert.").removesuffix(".avsc")
             out.append(
                 WireSchema(
-                    key=schema_fingerprint(schema), version=f"ztf {version}", json=json.dumps(schema)
+                    key=schema_fingerprint(schema),
+                    version=f"ztf {version}",
+                    json=json.dumps(schema),
                 )
             )
     return tuple(out)

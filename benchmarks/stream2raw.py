@@ -1,0 +1,237 @@
+"""Benchmark: stream2raw drain rate on local[2] versus the bare-Python decode limit.
+
+Replays >= 20,000 real alerts (the datasim files repeated with fresh ids) into a local Kafka
+broker, then prints:
+  (a) the bare-Python decode rate of the same messages with fastavro on one core,
+  (b) the stream2raw drain rate (Kafka -> decoded -> raw Parquet + quarantine) on local[2],
+  (c) their ratio (b / a),
+  (d) peak RSS of the JVM and of the Python worker processes during the drain.
+
+    .venv/bin/python benchmarks/stream2raw.py --survey ztf --nalerts 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import fastavro
+import psutil
+from confluent_kafka import Consumer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from fink_broker.config import Settings, load_settings  # noqa: E402
+from fink_broker.infra import kafka_local, processes  # noqa: E402
+from fink_broker.lake import Lake  # noqa: E402
+from fink_broker.simulator.replay import replay  # noqa: E402
+from fink_broker.surveys import get_adapter  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch_messages(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    """Every message of ``topic`` (all partitions, from the start), as bytes."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False}
+    )
+    meta = consumer.list_topics(topic, timeout=30).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    out: list[bytes] = []
+    deadline = time.monotonic() + 300
+    while len(out) < expected and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if msg.error() is None:
+                out.append(msg.value())
+    consumer.close()
+    return out
+
+
+def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (n >> 1) ^ -(n & 1), pos
+        shift += 7
+
+
+def container_payload(message: bytes) -> tuple[bytes, bytes]:
+    """(schema JSON bytes, record bytes) of a one-record Avro container (null codec)."""
+    pos, schema = 4, b""
+    while True:
+        count, pos = _read_long(message, pos)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _read_long(message, pos)
+        for _ in range(count):
+            klen, pos = _read_long(message, pos)
+            key = message[pos : pos + klen]
+            pos += klen
+            vlen, pos = _read_long(message, pos)
+            if key == b"avro.schema":
+                schema = message[pos : pos + vlen]
+            pos += vlen
+    pos += 16
+    _, pos = _read_long(message, pos)
+    size, pos = _read_long(message, pos)
+    return schema, message[pos : pos + size]
+
+
+def bare_python_rate(survey: str, messages: list[bytes]) -> tuple[float, float]:
+    """Alerts/s decoding ``messages`` in this process: (fastavro.reader, cached schema)."""
+    t0 = time.perf_counter()
+    for m in messages:
+        if survey == "ztf":
+            next(fastavro.reader(io.BytesIO(m)))
+        else:
+            break
+    naive = len(messages) / (time.perf_counter() - t0) if survey == "ztf" else float("nan")
+    schemas: dict[bytes, object] = {}
+    rubin = {}
+    t0 = time.perf_counter()
+    for m in messages:
+        if survey == "ztf":
+            text, body = container_payload(m)
+            parsed = schemas.get(text)
+            if parsed is None:
+                parsed = schemas[text] = fastavro.parse_schema(json.loads(text))
+        else:
+            (schema_id,) = struct.unpack(">I", m[1:5])
+            parsed = rubin.get(schema_id)
+            if parsed is None:
+                parsed = rubin[schema_id] = get_adapter("rubin").wire_schemas()[0].parsed
+            body = m[5:]
+        fastavro.schemaless_reader(io.BytesIO(body), parsed)
+    cached = len(messages) / (time.perf_counter() - t0)
+    return naive, cached
+
+
+class PeakMemory:
+    """Samples RSS of the JVM and of Spark's Python workers below this process."""
+
+    def __init__(self) -> None:
+        self.jvm = 0
+        self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            jvm = workers = 0
+            for child in me.children(recursive=True):
+                try:
+                    name = " ".join(child.cmdline()[:3])
+                    rss = child.memory_info().rss
+                except psutil.Error:
+                    continue
+                if "java" in name:
+                    jvm += rss
+                elif "pyspark" in name or "python" in name:
+                    workers += rss
+            self.jvm = max(self.jvm, jvm)
+            self.workers = max(self.workers, workers)
+            time.sleep(0.2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
+    parser.add_argument("--nalerts", type=int, default=20000)
+    parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-"))
+    port, controller = free_port(), free_port()
+    settings: Settings = load_settings(
+        None,
+        env={},
+        overrides={
+            "paths.root": str(tmp / "lake"),
+            "paths.state_dir": str(tmp / "state"),
+            "paths.jar_cache": str(REPO / "jvm-cache"),
+            "local_kafka.port": port,
+            "local_kafka.controller_port": controller,
+            "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+            "stream2raw.survey": args.survey,
+            "stream2raw.topic": f"bench_{args.survey}",
+            "stream2raw.trigger": "availableNow",
+            "stream2raw.max_offsets_per_trigger": args.max_offsets_per_trigger,
+        },
+    )
+    kafka_local.start_kafka(settings)
+    try:
+        folder = Path(args.datasim) / args.survey
+        n_files = len(list(folder.glob("*.avro")))
+        summary = replay(
+            settings,
+            survey=args.survey,
+            folder=folder,
+            topic=settings.stream2raw.topic,
+            repeat=-(-args.nalerts // n_files),
+            nalerts=args.nalerts,
+            partitions=args.partitions,
+        )
+        print(f"replayed: {summary.format()}")
+        messages = fetch_messages(
+            settings.kafka.bootstrap_servers, settings.stream2raw.topic, summary.alerts
+        )
+        mb = sum(len(m) for m in messages) / 1e6
+        naive, cached = bare_python_rate(args.survey, messages)
+        del messages
+
+        from fink_broker.engine.session import get_session
+        from fink_broker.services import stream2raw
+
+        spark = get_session(settings, app_name="fink-bench")
+        with PeakMemory() as peak:
+            t0 = time.perf_counter()
+            query = stream2raw.start(settings, spark)
+            query.awaitTermination()
+            drain_s = time.perf_counter() - t0
+        rows = spark.read.parquet(Lake(settings.paths.root, args.survey).raw).count()
+        rate = rows / drain_s
+        naive_text = "" if args.survey != "ztf" else f"; {naive:,.0f}/s with fastavro.reader"
+        print()
+        print(f"survey {args.survey}: {summary.alerts} alerts, {mb:.0f} MB on Kafka")
+        print(f"(a) bare Python, 1 core: {cached:,.0f} alerts/s (cached schema){naive_text}")
+        print(f"(b) stream2raw local[2]: {rows:,} rows in {drain_s:.1f} s = {rate:,.0f} alerts/s")
+        print(f"(c) ratio (b)/(a): {rate / cached:.2f}")
+        jvm_mib, workers_mib = peak.jvm / 2**20, peak.workers / 2**20
+        print(f"(d) peak RSS: JVM {jvm_mib:,.0f} MiB, Python workers {workers_mib:,.0f} MiB")
+        spark.stop()
+    finally:
+        processes.stop(settings, "kafka", timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Start a local Kafka broker, replay the real alerts of DATASIM into it (ZTF as container
+# files, Rubin in Confluent wire format), archive them with stream2raw, show what runs, stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATASIM=$(cd "${1:-../shared/datasim}" && pwd)
+[ -x .venv/bin/fink ] || bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+CONF=quickstart/fink.toml
+mkdir -p quickstart
+cd quickstart
+fink init -c fink.toml --root data
+trap 'fink stop all -c fink.toml >/dev/null 2>&1 || true' EXIT
+fink start kafka -c fink.toml
+for survey in ztf rubin; do
+  fink simulator -c fink.toml --survey "$survey" --datasim "$DATASIM/$survey" \
+    --topic "quickstart_$survey" --nbatches 3 --interval 1
+done
+fink start checkstream -c fink.toml --simulator --topic quickstart_rubin --from-beginning
+for survey in ztf rubin; do
+  fink start stream2raw -c fink.toml --simulator --survey "$survey" --topic "quickstart_$survey" \
+    --trigger availableNow --foreground
+done
+fink show -c fink.toml
+python - <<'PY'
+import pyarrow.dataset as ds
+for survey, key in (("ztf", "candid"), ("rubin", "diaSourceId")):
+    table = ds.dataset(f"data/raw/{survey}", format="parquet", partitioning="hive",
+                       exclude_invalid_files=True).to_table(columns=[key, "night"])
+    nights = sorted(set(table.column("night").to_pylist()))
+    print(f"{survey}: {table.num_rows} alerts archived in data/raw/{survey}, nights {nights}")
+PY
+echo "config: $CONF; data: quickstart/data; logs: quickstart/.fink/logs"
