@@ -77,6 +77,8 @@ class KafkaSettings:
     sasl_password_file: str = ""
     #: CA bundle for SASL_SSL
     ssl_ca_location: str = ""
+    #: extra Kafka consumer properties for Spark's source, e.g. {"kafka.fetch.max.bytes" = "1"}
+    consumer: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

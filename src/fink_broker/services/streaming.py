@@ -15,21 +15,16 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQuery
 
 from fink_broker.config import Settings
-from fink_broker.surveys.base import SurveyAdapter
+from fink_broker.surveys.base import SurveyAdapter, default_topic
 
 log = logging.getLogger(__name__)
-
-
-def today_night() -> str:
-    """Current UTC date as ``YYYYMMDD``."""
-    return datetime.now(UTC).strftime("%Y%m%d")
 
 
 def input_topic(settings: Settings, adapter: SurveyAdapter, night: str | None = None) -> str:
     """The configured topic, or the survey's default topic of the night."""
     if settings.stream2raw.topic:
         return settings.stream2raw.topic
-    return adapter.default_topic.format(night=night or today_night())
+    return default_topic(adapter, night)
 
 
 @dataclass

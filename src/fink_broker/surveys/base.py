@@ -82,6 +82,17 @@ class SurveyAdapter(Protocol):
         ...
 
 
+def default_topic(adapter: SurveyAdapter, night: str | None = None) -> str:
+    """The survey's default input topic, filled in (``{night}``: UTC today by default).
+
+    The simulator writes to it and stream2raw reads from it unless a topic is configured.
+    """
+    import datetime as dt
+
+    night = night or dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+    return adapter.default_topic.format(night=night)
+
+
 def schema_fingerprint(schema: Mapping[str, Any]) -> str:
     """CRC-64-AVRO fingerprint of the parsing canonical form, as fastavro writes it.
 

@@ -1,0 +1,233 @@
+"""Kafka side of the simulator: client configuration, topic creation and delivery accounting.
+
+The configuration comes from ``Settings.kafka`` only. The SASL password is read through
+:func:`fink_broker.config.kafka_password` (an environment variable or a file), so it never
+appears in argv; :func:`redacted` is the only form of a config that may be logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException
+
+from fink_broker.config import KafkaSettings, kafka_password
+
+log = logging.getLogger(__name__)
+
+#: largest message the producer (and a topic created by the simulator) accepts; Rubin alerts
+#: with cutouts reach a few hundred kB and the broker default of ~1 MB leaves too little margin
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+#: librdkafka compression codecs accepted by ``--compression``
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+
+
+def connection_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Bootstrap and security properties shared by the producer and the admin client.
+
+    SASL properties are set only for a SASL protocol, so a PLAINTEXT laptop setup does not
+    need (or leak) anything.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username
+        password = kafka_password(kafka, env)
+        if password is None:
+            raise ValueError(
+                f"security protocol {kafka.security_protocol} needs a SASL password: set "
+                f"${kafka.sasl_password_env} or kafka.sasl_password_file"
+            )
+        config["sasl.password"] = password
+    if kafka.ssl_ca_location:
+        config["ssl.ca.location"] = kafka.ssl_ca_location
+    return config
+
+
+def producer_config(
+    kafka: KafkaSettings,
+    *,
+    compression: str = "none",
+    client_id: str = "fink-simulator",
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Producer properties tuned for replaying large alerts.
+
+    ``linger.ms`` of 20 lets librdkafka group messages of a batch into few requests without
+    a visible delay; compression is off by default because cutouts are already gzipped (ZTF)
+    or poorly compressible, and a survey's stream is uncompressed too.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}")
+    config = connection_config(kafka, env)
+    config.update(
+        {
+            "client.id": client_id,
+            "message.max.bytes": MAX_MESSAGE_BYTES,
+            "linger.ms": 20,
+            "compression.type": compression,
+            # a dead broker surfaces as counted delivery errors after 2 min, not after 5
+            "message.timeout.ms": 120_000,
+            "enable.idempotence": False,
+        }
+    )
+    return config
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config that is safe to log (secrets replaced by ``***``).
+
+    >>> redacted({"sasl.password": "s3cret", "bootstrap.servers": "b:9092"})
+    {'sasl.password': '***', 'bootstrap.servers': 'b:9092'}
+    """
+    return {k: ("***" if k in _SECRET_KEYS else v) for k, v in config.items()}
+
+
+class ProducerLike(Protocol):
+    """The part of ``confluent_kafka.Producer`` the replay uses (a fake in unit tests)."""
+
+    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class DeliveryTracker:
+    """Counts delivery reports: a failed delivery is a result to report, never ignored."""
+
+    delivered: int = 0
+    failed: int = 0
+    #: the first few errors, with key and topic, for the summary
+    samples: list[str] = field(default_factory=list)
+    max_samples: int = 5
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        """The ``on_delivery`` callback (runs inside ``poll``/``flush``)."""
+        if err is None:
+            self.delivered += 1
+            return
+        where = f"topic={msg.topic()} key={msg.key()!r}" if msg is not None else "unknown message"
+        self.fail(where, err)
+
+    def fail(self, where: str, err: Any) -> None:
+        """Count one failed message; keep (and log) the first few reasons."""
+        self.failed += 1
+        if len(self.samples) < self.max_samples:
+            self.samples.append(f"{where}: {err}")
+            log.warning("delivery failed: %s: %s", where, err)
+
+
+def produce(
+    producer: ProducerLike, topic: str, key: bytes, value: bytes, tracker: DeliveryTracker
+) -> None:
+    """Produce one message, waiting for room when librdkafka's local queue is full.
+
+    A full queue means the broker is slower than we hand messages over; serving delivery
+    reports with ``poll`` frees room, and dropping the message instead would skew the test.
+    A message refused locally (e.g. larger than ``message.max.bytes``) is counted as a
+    failed delivery, like a refusal by the broker, instead of aborting the replay.
+    """
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=tracker)
+            return
+        except BufferError:
+            producer.poll(0.05)
+        except KafkaException as err:
+            tracker.fail(f"topic={topic} key={key!r} ({len(value)} bytes)", err.args[0])
+            return
+
+
+def poll_until(producer: ProducerLike, when: float) -> None:
+    """Wait until monotonic time ``when`` inside ``poll``, so delivery reports keep flowing
+    while a batch waits for its start time."""
+    while (left := when - time.monotonic()) > 0:
+        producer.poll(min(left, 0.1))
+
+
+def flush(producer: ProducerLike, tracker: DeliveryTracker, timeout: float = 180.0) -> int:
+    """Flush until every message has a delivery report; count the rest as failed.
+
+    ``message.timeout.ms`` bounds each message, so the deadline only guards against a hung
+    client. Returns the number of messages still without a report.
+    """
+    deadline = time.monotonic() + timeout
+    remaining = producer.flush(min(timeout, 1.0))
+    while remaining and time.monotonic() < deadline:
+        remaining = producer.flush(1.0)
+    if remaining:
+        tracker.failed += remaining
+        tracker.samples.append(
+            f"{remaining} message(s) without a delivery report after {timeout} s"
+        )
+        log.error("%d message(s) still undelivered after %.0f s", remaining, timeout)
+    return remaining
+
+
+def ensure_topic(
+    kafka: KafkaSettings,
+    topic: str,
+    partitions: int,
+    *,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created.
+
+    The AdminClient is kept referenced until the futures resolve: its background thread
+    completes them, and dropping the client first can leave them pending forever.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(connection_config(kafka, env))
+    metadata = admin.list_topics(timeout=timeout)
+    existing = metadata.topics.get(topic)
+    if existing is not None and existing.error is None:
+        if len(existing.partitions) != partitions:
+            log.info(
+                "topic %s exists with %d partitions (asked %d): kept as is",
+                topic,
+                len(existing.partitions),
+                partitions,
+            )
+        return False
+    new = NewTopic(
+        topic,
+        num_partitions=partitions,
+        config={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    )
+    futures = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
+    created = False
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created = True
+            log.info("created topic %s with %d partitions", name, partitions)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            log.info("topic %s was created concurrently", name)
+    del admin  # only now: the futures are resolved
+    return created
+
+
+def new_producer(config: Mapping[str, Any]) -> ProducerLike:
+    """A ``confluent_kafka.Producer`` (a function, so tests can pass a fake instead)."""
+    from confluent_kafka import Producer
+
+    log.debug("producer config: %s", redacted(config))
+    return Producer(dict(config))
