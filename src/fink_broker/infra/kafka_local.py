@@ -1,0 +1,283 @@
+"""A single-node Apache Kafka broker (KRaft mode) on 127.0.0.1, for the laptop case.
+
+The broker runs from the Maven-resolved jars (:mod:`fink_broker.infra.jars`), needs only a
+JRE, and keeps its configuration, data and logs under ``<state_dir>/kafka/``, so a laptop
+needs no Kafka install, no ZooKeeper and no container. It plays both KRaft roles (broker and
+controller) and listens on loopback only. On a cluster it is not started: the config points
+``kafka.bootstrap_servers`` at the survey's brokers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from fink_broker.config import Settings
+from fink_broker.infra import processes
+from fink_broker.infra.jars import find_jvm_tool, kafka_classpath, kafka_log4j_conf
+
+log = logging.getLogger(__name__)
+
+SERVICE = "kafka"
+#: alerts with cutouts are ~150 kB and producers batch them: the 1 MB default is too small
+MAX_MESSAGE_BYTES = 10 * 2**20
+#: seconds to wait for the broker to answer metadata requests (measured: ~3.5 s)
+READY_TIMEOUT_S = 60.0
+
+
+class KafkaStartError(RuntimeError):
+    """The local broker could not be prepared, started, or did not become ready."""
+
+
+def kafka_dir(settings: Settings) -> Path:
+    """``<state_dir>/kafka``: server.properties, data/ and logs/ of the local broker."""
+    return Path(settings.paths.state_dir).expanduser().resolve() / "kafka"
+
+
+def local_bootstrap(settings: Settings) -> str:
+    """Bootstrap address of the local broker."""
+    return f"127.0.0.1:{settings.local_kafka.port}"
+
+
+def server_properties(settings: Settings) -> str:
+    """The broker configuration for ``settings`` (single node, both KRaft roles, loopback)."""
+    lk = settings.local_kafka
+    data_dir = kafka_dir(settings) / "data"
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{lk.controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{lk.port},CONTROLLER://127.0.0.1:{lk.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{lk.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": str(lk.partitions),
+        "auto.create.topics.enable": "true",
+        # one node: internal topics cannot have more replicas than that
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # no other member will join: do not make the first consumer group wait 3 s
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(MAX_MESSAGE_BYTES),
+        "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+    }
+    header = "# Written by fink_broker.infra.kafka_local at each start: edit the settings instead\n"
+    return header + "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _port_in_use(port: int) -> bool:
+    """True if something listens on 127.0.0.1:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as Kafka's Uuid)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # would read as an option on the StorageTool command line
+            return cid
+
+
+def _cluster_id(data_dir: Path) -> str | None:
+    meta = data_dir / "meta.properties"
+    if not meta.is_file():
+        return None
+    for line in meta.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    return None
+
+
+def _format_storage(java: str, classpath: str, props: Path, data_dir: Path) -> str:
+    """Format the KRaft log directory once; return the cluster id it carries."""
+    existing = _cluster_id(data_dir)
+    if existing:
+        return existing
+    cluster_id = _new_cluster_id()
+    cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format"]
+    cmd += ["-t", cluster_id, "-c", str(props)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise KafkaStartError(
+            f"formatting {data_dir} failed (exit {result.returncode}):\n"
+            + _tail_text(result.stdout + result.stderr, 30)
+        )
+    log.info("formatted Kafka storage %s (cluster id %s)", data_dir, cluster_id)
+    return cluster_id
+
+
+def _tail_text(text: str, lines: int) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _tail_file(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return f"({path} is missing)"
+    return f"--- {path} (last lines) ---\n{_tail_text(text, lines)}"
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    # Probes expect refused connections while the broker starts: keep librdkafka quiet and
+    # its reconnect backoff short, so readiness is seen within ~0.5 s.
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "log_level": 0,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 500,
+        }
+    )
+
+
+def kafka_ready(bootstrap: str, timeout: float = 5.0) -> bool:
+    """True if a broker at ``bootstrap`` answers a metadata request within ``timeout`` s."""
+    try:
+        _admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def _wait_ready(
+    record: processes.ServiceRecord, bootstrap: str, cluster_id: str, timeout: float
+) -> None:
+    """Wait until our broker answers; fail fast if it exits or another cluster answers."""
+    admin = _admin(bootstrap)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not processes.is_running(record):
+            raise KafkaStartError("the Kafka broker exited during startup")
+        try:
+            metadata = admin.list_topics(timeout=1.0)
+        except KafkaException:
+            metadata = None
+        if metadata is not None:
+            if metadata.cluster_id not in (None, cluster_id):
+                raise KafkaStartError(
+                    f"{bootstrap} is answered by another Kafka cluster ({metadata.cluster_id})"
+                )
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaStartError(f"the Kafka broker did not answer on {bootstrap} in {timeout} s")
+        time.sleep(0.1)
+
+
+def start_kafka(
+    settings: Settings, *, foreground: bool = False, timeout: float = READY_TIMEOUT_S
+) -> processes.ServiceRecord:
+    """Start the local broker and return its record once it answers metadata requests.
+
+    The storage is formatted on first use and kept across restarts (topics and offsets
+    survive ``fink stop kafka``). With ``foreground`` the current process becomes the broker
+    (``exec``), logging WARN and above to the terminal, and this function does not return.
+    Raises :class:`processes.AlreadyRunningError` if Fink's broker already runs, and
+    :class:`KafkaStartError` if a port is taken or the broker does not become ready within
+    ``timeout`` seconds (the error carries the end of its logs, and the broker is stopped).
+    """
+    lk = settings.local_kafka
+    existing = processes.get(settings, SERVICE)
+    if existing is not None:
+        raise processes.AlreadyRunningError(existing)
+    if lk.port == lk.controller_port:
+        raise KafkaStartError(f"local_kafka.port and controller_port are both {lk.port}")
+    for key, port in (("port", lk.port), ("controller_port", lk.controller_port)):
+        if _port_in_use(port):
+            raise KafkaStartError(
+                f"127.0.0.1:{port} is already in use by a process Fink did not start; "
+                f"choose another local_kafka.{key} (env FINK_LOCAL_KAFKA_{key.upper()})"
+            )
+    home = kafka_dir(settings)
+    data_dir, logs_dir = home / "data", home / "logs"
+    for folder in (data_dir, logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(server_properties(settings))
+
+    java = find_jvm_tool("java")
+    # One wildcard per folder (java expands it) keeps argv, `ps` and the PID file readable.
+    folders = dict.fromkeys(j.parent for j in kafka_classpath(settings))
+    classpath = ":".join(f"{folder}/*" for folder in folders)
+    cluster_id = _format_storage(java, classpath, props, data_dir)
+    argv = [
+        java,
+        f"-Xmx{lk.heap}",
+        "-Djava.awt.headless=true",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Dlog4j2.configurationFile={kafka_log4j_conf()}",
+        f"-Dkafka.logs.dir={logs_dir}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(props),
+    ]
+    bootstrap = local_bootstrap(settings)
+    server_log = logs_dir / "server.log"
+    extra = {"bootstrap": bootstrap, "cluster_id": cluster_id, "server_log": str(server_log)}
+    ports = [lk.port, lk.controller_port]
+    if foreground:
+        processes.register_foreground(
+            SERVICE, settings=settings, argv=argv, log_path=server_log, ports=ports, extra=extra
+        )
+        log.info("exec Kafka broker on %s in the foreground", bootstrap)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(java, argv)
+
+    started = time.monotonic()
+    record = processes.start_background(
+        SERVICE,
+        argv,
+        settings=settings,
+        log_path=logs_dir / "console.log",
+        ports=ports,
+        extra=extra,
+    )
+    try:
+        _wait_ready(record, bootstrap, cluster_id, timeout)
+    except KafkaStartError as err:
+        with contextlib.suppress(Exception):
+            processes.stop(settings, SERVICE, timeout=10.0)
+        logs = "\n".join(_tail_file(p) for p in (logs_dir / "console.log", server_log))
+        raise KafkaStartError(f"{err}\n{logs}") from None
+    log.info(
+        "Kafka broker ready on %s in %.1f s (PID %d, data %s)",
+        bootstrap,
+        time.monotonic() - started,
+        record.pid,
+        data_dir,
+    )
+    return record
+
+
+def stop_kafka(settings: Settings, *, timeout: float = 30.0) -> bool:
+    """Stop Fink's local broker (a clean shutdown takes a few seconds); False if not running."""
+    return processes.stop(settings, SERVICE, timeout=timeout)
