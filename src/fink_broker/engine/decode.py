@@ -114,11 +114,13 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
     # PERMISSIVE from_avro returns a struct of nulls (not a null struct) for a bad body; the
     # alert id is a non-null field of every schema, so its absence marks the failure.
     failed = F.col("alert").isNull() | F.col(f"alert.{adapter.alert_id}").isNull()
+    error = F.coalesce(F.col("frame_error"), F.when(failed, undecodable))
     return with_alert.select(
-        "value",
+        # the raw bytes are only kept for the quarantine: a decoded alert does not carry them
+        F.when(error.isNotNull(), F.col("value")).alias("value"),
         *KAFKA_COLUMNS.values(),
         F.when(~failed, F.col("alert")).alias("alert"),
-        F.coalesce(F.col("frame_error"), F.when(failed, undecodable)).alias("error"),
+        error.alias("error"),
     )
 
 

@@ -1,4 +1,7 @@
-"""What every streaming service shares: input topic names, graceful stop, batch metrics."""
+"""What every streaming service shares: input topic names, graceful stop, batch metrics.
+
+Imports no pyspark at run time, so Kafka-only services use it too.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from pyspark.sql.streaming import StreamingQuery
+from typing import TYPE_CHECKING, Any
 
 from fink_broker.config import Settings
 from fink_broker.surveys.base import SurveyAdapter, default_topic
+
+if TYPE_CHECKING:  # the Kafka-only services (checkstream) import this module without a JVM
+    from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
 
