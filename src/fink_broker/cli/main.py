@@ -17,6 +17,7 @@ from typing import Any
 
 from fink_broker import __version__
 from fink_broker.config import ConfigError, Settings, dump_toml, load_settings
+from fink_broker.errors import FinkError
 from fink_broker.lake import Lake
 
 log = logging.getLogger("fink")
@@ -342,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"fink: config error: {err}", file=sys.stderr)
         return 2
+    except FinkError as err:
+        # expected operational failures: a message, not a traceback
+        print(f"fink: {err}", file=sys.stderr)
+        return 1
     parser.error(f"unknown verb {args.verb}")
     return 2
 

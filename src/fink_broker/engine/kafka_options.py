@@ -8,6 +8,7 @@ in its logs through ``spark.sql.redaction.string.regex`` (see ``session``).
 from __future__ import annotations
 
 from fink_broker.config import KafkaSettings, kafka_password
+from fink_broker.errors import FinkError
 
 JAAS_MODULES = {
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -16,7 +17,7 @@ JAAS_MODULES = {
 }
 
 
-class KafkaAuthError(ValueError):
+class KafkaAuthError(FinkError, ValueError):
     """The Kafka security settings are incomplete (e.g. SASL without a password)."""
 
 

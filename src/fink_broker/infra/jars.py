@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fink_broker.config import ConfigError, Settings, load_settings
+from fink_broker.errors import FinkError
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ STAMP = ".pom.sha256"
 MAVEN_TIMEOUT_S = 1800
 
 
-class JvmToolError(RuntimeError):
+class JvmToolError(FinkError):
     """A JDK or Maven executable that Fink needs is not installed."""
 
 
-class JarResolutionError(RuntimeError):
+class JarResolutionError(FinkError):
     """Maven or javac ran but did not produce the expected jars."""
 
 

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from fink_broker.config import Settings
+from fink_broker.errors import FinkError
 from fink_broker.infra import processes
 from fink_broker.infra.jars import find_jvm_tool, kafka_classpath, kafka_log4j_conf
 
@@ -36,7 +37,7 @@ MAX_MESSAGE_BYTES = 10 * 2**20
 READY_TIMEOUT_S = 60.0
 
 
-class KafkaStartError(RuntimeError):
+class KafkaStartError(FinkError):
     """The local broker could not be prepared, started, or did not become ready."""
 
 

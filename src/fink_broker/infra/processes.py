@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 
 from fink_broker.config import Settings
+from fink_broker.errors import FinkError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class AlreadyRunningError(RuntimeError):
+class AlreadyRunningError(FinkError):
     """A service of that name is already running; ``record`` says which process it is."""
 
     def __init__(self, record: ServiceRecord) -> None:

@@ -1,0 +1,8 @@
+"""The base class of the failures an operator can act on (a port in use, a missing tool).
+
+The CLI prints them as one line and exits 1; anything else is a bug and keeps its traceback.
+"""
+
+
+class FinkError(RuntimeError):
+    """An expected operational failure, with a message that says what to do."""
