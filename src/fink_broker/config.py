@@ -114,6 +114,30 @@ class Stream2RawSettings:
 
 
 @dataclass
+class Raw2ScienceSettings:
+    """Raw Parquet -> quality cuts -> science modules -> science Parquet."""
+
+    #: "availableNow" processes what the raw archive holds and exits; else a processing time
+    trigger: str = "10 seconds"
+    #: upper bound of raw Parquet files per micro-batch
+    max_files_per_trigger: int = 50
+    #: run the quality cuts only, no science module
+    noscience: bool = False
+    #: science modules to run (entry-point names); empty = every installed module for the survey
+    modules: list[str] = field(default_factory=list)
+    #: what a failing module does: fail the micro-batch, or null its outputs and count them
+    failure_policy: Literal["fail", "null_and_count"] = "null_and_count"
+    #: ZTF cut: maximum number of bad pixels (candidate.nbad)
+    ztf_nbad_max: int = 0
+    #: ZTF cut: minimum real/bogus score (candidate.rb)
+    ztf_rb_min: float = 0.55
+    #: ZTF cut: drop i-band alerts (fid 3)
+    ztf_drop_i_band: bool = True
+    #: Rubin cut: minimum ML reliability (diaSource.reliability)
+    rubin_reliability_min: float = 0.5
+
+
+@dataclass
 class SimulatorSettings:
     """Replay of alert files into Kafka."""
 
@@ -144,6 +168,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     local_kafka: LocalKafkaSettings = field(default_factory=LocalKafkaSettings)
     stream2raw: Stream2RawSettings = field(default_factory=Stream2RawSettings)
+    raw2science: Raw2ScienceSettings = field(default_factory=Raw2ScienceSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     checkstream: CheckstreamSettings = field(default_factory=CheckstreamSettings)
     #: the config file this tree was read from, if any

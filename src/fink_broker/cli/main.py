@@ -67,6 +67,20 @@ def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-offsets-per-trigger", type=int)
 
 
+def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
+    )
+    parser.add_argument(
+        "--noscience", action="store_true", default=None, help="quality cuts only, no module"
+    )
+    parser.add_argument("--modules", help="comma-separated modules to run (default: all)")
+    parser.add_argument(
+        "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
+    )
+
+
 def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
     parser.add_argument("--controller-port", type=int, help="KRaft controller port")
@@ -83,6 +97,10 @@ def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
 SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "kafka": ("local single-node Kafka broker (KRaft) on 127.0.0.1", _kafka_flags),
     "stream2raw": ("Kafka alert stream -> decoded alerts -> raw Parquet", _stream2raw_flags),
+    "raw2science": (
+        "raw Parquet -> quality cuts -> science modules -> science Parquet",
+        _raw2science_flags,
+    ),
     "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
 }
 
@@ -118,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = verbs.add_parser("show", help="list running services with PID, uptime, CPU, memory")
     _common(show)
 
+    modules = verbs.add_parser("modules", help="science modules: list what is installed")
+    _common(modules)
+    modules.add_argument("action", choices=["list"], help="list: modules with their columns")
+    modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
+
     sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
     _common(sim)
     from fink_broker.simulator import cli as simulator_cli
@@ -134,6 +157,11 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
 
 
+def _section_of(args: argparse.Namespace) -> str:
+    """The config section a service's own flags (e.g. --trigger) belong to."""
+    return "raw2science" if getattr(args, "service", None) == "raw2science" else "stream2raw"
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Layer the flags of ``args`` over the config file and environment."""
     flags: dict[str, Any] = {
@@ -142,7 +170,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "kafka.bootstrap_servers": getattr(args, "bootstrap", None),
         "stream2raw.survey": getattr(args, "survey", None),
         "stream2raw.topic": getattr(args, "topic", None),
-        "stream2raw.trigger": getattr(args, "trigger", None),
+        f"{_section_of(args)}.trigger": getattr(args, "trigger", None),
+        "raw2science.noscience": getattr(args, "noscience", None),
+        "raw2science.modules": getattr(args, "modules", None),
+        "raw2science.failure_policy": getattr(args, "failure_policy", None),
         "stream2raw.starting_offsets": getattr(args, "starting_offsets", None),
         "stream2raw.max_offsets_per_trigger": getattr(args, "max_offsets_per_trigger", None),
         "local_kafka.port": getattr(args, "port", None),
@@ -253,6 +284,11 @@ def _run_service(args: argparse.Namespace, settings: Settings) -> int:
 
         stream2raw.run(settings)
         return 0
+    if args.service == "raw2science":
+        from fink_broker.services import raw2science
+
+        raw2science.run(settings)
+        return 0
     if args.service == "checkstream":
         from fink_broker.services import checkstream
 
@@ -312,6 +348,17 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:02d}"
 
 
+def cmd_modules(args: argparse.Namespace) -> int:
+    """List the installed science modules with their versions, inputs and output columns."""
+    from fink_broker.plugins import describe_modules, discover, modules_for
+
+    modules = discover()
+    if args.survey:
+        modules = {m.name: m for m in modules_for(args.survey, modules)}
+    print(describe_modules(modules))
+    return 0
+
+
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Replay alert files into Kafka (same as `fink_simulator`)."""
     from fink_broker.simulator import cli as simulator_cli
@@ -338,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stop(args)
         if args.verb == "show":
             return cmd_show(args)
+        if args.verb == "modules":
+            return cmd_modules(args)
         if args.verb == "simulator":
             return cmd_simulator(args)
     except ConfigError as err:
