@@ -62,6 +62,8 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
         .config("spark.sql.redaction.string.regex", REDACTION_REGEX)
         .config("spark.sql.streaming.stopTimeout", "60s")
+        # cutouts are gzipped FITS: compressing the cached micro-batch only burns CPU
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         # night=20200101 stays the string it was written as, not an integer
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
