@@ -1,0 +1,229 @@
+"""raw2science: raw Parquet -> quality cuts -> science modules -> science Parquet by night.
+
+A Spark file-source stream over the raw archive of one survey (checkpointed, so each raw
+file is processed once) feeds a ``foreachBatch`` that counts the alerts each quality cut
+removes, keeps those that pass every cut, adds the survey-agnostic canonical columns the
+modules read, runs every enabled science module in one Arrow UDF, stamps provenance, and
+writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from types import ModuleType
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from fink_broker import __version__
+from fink_broker.config import Settings
+from fink_broker.engine.canonical import canonical_columns, cut_flags, passes_all
+from fink_broker.engine.modules import (
+    FAILURES_COLUMN,
+    FailureCounters,
+    external_inputs,
+    modules_column,
+)
+from fink_broker.engine.session import get_session
+from fink_broker.engine.sinks import write_batch
+from fink_broker.engine.triggers import trigger_kwargs
+from fink_broker.lake import Lake
+from fink_broker.plugins import (
+    FailurePolicy,
+    ScienceModule,
+    discover,
+    module_signature,
+    resolve_order,
+)
+from fink_broker.plugins import modules_for as installed_modules_for
+from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
+from fink_broker.surveys import rubin_fields, ztf_fields
+from fink_broker.surveys.fields import CANONICAL_NAMES, Cut
+
+log = logging.getLogger(__name__)
+
+SERVICE = "raw2science"
+#: the provenance columns are constants of the run: the engine sets them on the JVM
+PROVENANCE_MODULE = "provenance"
+
+#: survey -> its field table module (canonical columns, quality cuts)
+_CUT_TABLES: dict[str, ModuleType] = {"ztf": ztf_fields, "rubin": rubin_fields}
+
+
+def quality_cuts(settings: Settings, survey: str) -> tuple[Cut, ...]:
+    """The survey's quality cuts with the thresholds of the config."""
+    r2s = settings.raw2science
+    options = {
+        "ztf": {
+            "nbad_max": r2s.ztf_nbad_max,
+            "rb_min": r2s.ztf_rb_min,
+            "drop_i_band": r2s.ztf_drop_i_band,
+        },
+        "rubin": {"reliability_min": r2s.rubin_reliability_min},
+    }[survey]
+    return _CUT_TABLES[survey].quality_cuts(**options)
+
+
+def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
+    """Enabled modules for the survey, in dependency order (empty with ``noscience``)."""
+    if settings.raw2science.noscience:
+        return []
+    available = installed_modules_for(survey, discover())
+    available = [m for m in available if m.name != PROVENANCE_MODULE]
+    wanted = settings.raw2science.modules
+    if wanted:
+        unknown = sorted(set(wanted) - {m.name for m in available})
+        if unknown:
+            raise ValueError(f"modules {unknown} are not installed for {survey}")
+        available = [m for m in available if m.name in wanted]
+    return resolve_order(available)
+
+
+def science_frame(
+    raw: DataFrame,
+    survey: str,
+    cuts: Sequence[Cut],
+    modules: Sequence[ScienceModule],
+    policy: FailurePolicy,
+    started: dt.datetime,
+    failures: FailureCounters | None = None,
+) -> DataFrame:
+    """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
+
+    Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
+    """
+    kept = raw.where(passes_all(cuts, raw)).drop("fink_broker_version")
+    added: list[Column] = []
+    if modules:
+        # module inputs are canonical columns, or else raw alert fields by their path
+        needed = external_inputs(modules)
+        inputs = canonical_columns(kept, survey, [n for n in needed if n in CANONICAL_NAMES])
+        inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
+        kept = kept.withColumn("_fink", modules_column(modules, inputs, policy, failures))
+        added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
+        added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
+    else:
+        added = [
+            F.lit(None).cast("string").alias(FAILURES_COLUMN.name),
+            F.current_timestamp().alias("processing_end"),
+        ]
+    provenance = [
+        F.lit(__version__).alias("fink_broker_version"),
+        F.lit(module_signature(modules) if modules else "no-science").alias("fink_science_modules"),
+        F.lit(started).cast("timestamp").alias("processing_start"),
+    ]
+    raw_columns = [F.col(c) for c in kept.columns if c != "_fink"]
+    return kept.select(*raw_columns, *added, *provenance)
+
+
+class ScienceBatchWriter:
+    """The ``foreachBatch`` body: count cuts, build the science rows, write, log."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, survey: str) -> None:
+        self.spark = spark
+        self.survey = survey
+        self.cuts = quality_cuts(settings, survey)
+        self.modules = selected_modules(settings, survey)
+        self.policy = FailurePolicy(settings.raw2science.failure_policy)
+        self.lake = Lake(settings.paths.root, survey)
+        self.metrics = MetricsLog(settings, SERVICE)
+        self.failures = FailureCounters(spark, self.modules)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        start = time.monotonic()
+        started = dt.datetime.now(dt.UTC)
+        failed_before = self.failures.snapshot()
+        # Read twice (cut counts, then the science rows): keep the raw batch in memory.
+        batch = batch.persist()
+        try:
+            flags = cut_flags(batch, self.cuts)
+            counts = batch.select(
+                F.count(F.lit(1)).alias("_in"),
+                F.sum(passes_all(self.cuts, batch).cast("int")).alias("_kept"),
+                *[
+                    F.sum((~flag).cast("int")).alias(cut.name)
+                    for cut, flag in zip(self.cuts, flags, strict=True)
+                ],
+            ).first()
+            science = science_frame(
+                batch, self.survey, self.cuts, self.modules, self.policy, started, self.failures
+            )
+            write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
+        finally:
+            batch.unpersist()
+        rows_in = int(counts["_in"]) if counts else 0
+        rows_out = int(counts["_kept"] or 0) if counts else 0
+        cut_counts = {cut.name: int(counts[cut.name] or 0) for cut in self.cuts} if counts else {}
+        failures = self.failures.since(failed_before)
+        metrics = BatchMetrics(
+            service=SERVICE,
+            batch_id=batch_id,
+            rows_in=rows_in,
+            rows_out=rows_out,
+            duration_s=round(time.monotonic() - start, 3),
+            detail={"cut": cut_counts, "module_failures": failures, "survey": self.survey},
+        )
+        self.metrics.append(metrics)
+        log.info(
+            "batch=%d rows_in=%d cut=%d %s rows_out=%d modules=%d failures=%s duration=%.2fs",
+            batch_id,
+            rows_in,
+            rows_in - rows_out,
+            cut_counts,
+            rows_out,
+            len(self.modules),
+            failures or "none",
+            metrics.duration_s,
+        )
+        for name, n in failures.items():
+            log.warning(
+                "module %s failed on %d alert(s) of batch %d: outputs nulled", name, n, batch_id
+            )
+
+
+def raw_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
+    """Streaming read of the survey's raw archive (schema from what is already archived)."""
+    lake = Lake(settings.paths.root, survey)
+    schema = spark.read.parquet(lake.raw).schema
+    return (
+        spark.readStream.schema(schema)
+        .option("maxFilesPerTrigger", settings.raw2science.max_files_per_trigger)
+        .parquet(lake.raw)
+    )
+
+
+def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
+    """Start the raw2science query of the configured survey (non-blocking)."""
+    spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
+    survey = settings.stream2raw.survey
+    lake = Lake(settings.paths.root, survey)
+    writer = ScienceBatchWriter(spark, settings, survey)
+    log.info(
+        "raw2science: %s %s -> %s, cuts %s, modules %s (policy %s)",
+        survey,
+        lake.raw,
+        lake.science,
+        [c.name for c in writer.cuts],
+        [m.name for m in writer.modules] or "none (--noscience)",
+        writer.policy.value,
+    )
+    return (
+        raw_source(spark, settings, survey)
+        .writeStream.queryName(f"{SERVICE}_{survey}")
+        .foreachBatch(writer)
+        .option("checkpointLocation", lake.checkpoint(SERVICE))
+        .trigger(**trigger_kwargs(settings.raw2science.trigger))
+        .start()
+    )
+
+
+def run(settings: Settings) -> None:
+    """Run raw2science until the raw archive is drained (availableNow) or until SIGTERM."""
+    await_with_graceful_stop(start(settings))
+
+
+__all__ = ["quality_cuts", "run", "science_frame", "selected_modules", "start"]

@@ -1,0 +1,130 @@
+"""raw2science on a raw archive made from the 150 real alerts, bounded (availableNow) runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fink_broker.config import load_settings
+from fink_broker.engine.decode import archive_columns, decode
+from fink_broker.engine.modules import FAILURES_COLUMN, FailureCounters, ModuleRunner
+from fink_broker.engine.sinks import write_batch
+from fink_broker.lake import Lake
+from fink_broker.plugins import FailurePolicy, science_module
+from fink_broker.science.provenance import ENGINE_COLUMNS, OUTPUTS
+from fink_broker.services import raw2science
+from fink_broker.surveys import get_adapter
+from fink_broker.surveys.base import iter_alert_files, read_alert_file
+from tests.conftest import base_overrides
+from tests.spark.test_decode import kafka_like
+
+pytestmark = pytest.mark.spark
+
+RUBIN_REJECT = (
+    "pixelFlags",
+    "pixelFlags_bad",
+    "pixelFlags_edge",
+    "pixelFlags_offimage",
+    "pixelFlags_nodataCenter",
+    "pixelFlags_saturatedCenter",
+    "pixelFlags_interpolatedCenter",
+    "pixelFlags_suspectCenter",
+    "psfFlux_flag",
+    "centroid_flag",
+)
+
+
+def passes_cuts(survey: str, record: dict) -> bool:
+    """The default quality cuts, written out independently of the broker's Cut objects."""
+    if survey == "ztf":
+        c = record["candidate"]
+        return c["nbad"] == 0 and c["rb"] is not None and c["rb"] >= 0.55 and c["fid"] != 3
+    s = record["diaSource"]
+    ok = s.get("reliability") is not None and s["reliability"] >= 0.5
+    return ok and not any(s.get(flag) is True for flag in RUBIN_REJECT)
+
+
+def make_lake(spark, datasim, tmp) -> tuple[object, dict[str, set]]:
+    """Settings whose raw archive holds the 150 real alerts as stream2raw writes them, and
+    the ids that pass the cuts per survey."""
+    settings = load_settings(None, env={}, overrides=base_overrides(tmp))
+    expected = {}
+    for survey in ("ztf", "rubin"):
+        adapter = get_adapter(survey)
+        records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)]
+        decoded = decode(kafka_like(spark, [adapter.encode(r) for r in records]), adapter)
+        raw = Lake(settings.paths.root, survey).raw
+        write_batch(spark, archive_columns(decoded, adapter), raw, 0, ["night"])
+        key = adapter.alert_id
+        expected[survey] = {r[key] for r in records if passes_cuts(survey, r)}
+    return settings, expected
+
+
+@pytest.fixture(scope="module")
+def lake_settings(spark, datasim, tmp_path_factory):
+    return make_lake(spark, datasim, tmp_path_factory.mktemp("r2s"))
+
+
+def run_bounded(spark, settings, survey: str, **raw2science_options):
+    settings.stream2raw.survey = survey
+    settings.raw2science.trigger = "availableNow"
+    for key, value in raw2science_options.items():
+        setattr(settings.raw2science, key, value)
+    query = raw2science.start(settings, spark)
+    query.awaitTermination()
+    assert query.exception() is None
+    return spark.read.parquet(Lake(settings.paths.root, survey).science)
+
+
+@pytest.mark.parametrize("survey", ["ztf", "rubin"])
+def test_cuts_modules_columns_and_idempotent_rerun(spark, lake_settings, survey):
+    settings, expected = lake_settings
+    science = run_bounded(spark, settings, survey)
+    adapter = get_adapter(survey)
+    ids = {r[0] for r in science.select(adapter.alert_id).collect()}
+    assert ids == expected[survey]
+    assert 0 < len(ids) < {"ztf": 50, "rubin": 100}[survey]
+
+    modules = raw2science.selected_modules(settings, survey)
+    assert {"solar_system", "xmatch"} <= {m.name for m in modules}
+    declared = [c for m in modules for c in m.outputs]
+    declared += [*OUTPUTS, *ENGINE_COLUMNS, FAILURES_COLUMN]
+    types = dict(science.dtypes)
+    for spec in declared:
+        assert spec.name in types, f"{spec.name} missing from the science archive"
+        assert types[spec.name] == spec.dtype, (spec.name, types[spec.name], spec.dtype)
+    rows = science.select(FAILURES_COLUMN.name, "fink_science_modules").collect()
+    assert all(r[0] is None for r in rows), "a built-in module failed on real alerts"
+    assert all("xmatch=" in r[1] for r in rows)
+
+    files_before = sorted(science.inputFiles())
+    again = run_bounded(spark, settings, survey)
+    assert sorted(again.inputFiles()) == files_before
+    assert again.count() == len(ids)
+
+
+def test_noscience_applies_cuts_only(spark, datasim, tmp_path):
+    settings, expected = make_lake(spark, datasim, tmp_path)
+    science = run_bounded(spark, settings, "ztf", noscience=True)
+    assert science.count() == len(expected["ztf"])
+    assert "xm_vsx_id" not in science.columns
+    assert {r[0] for r in science.select("fink_science_modules").collect()} == {"no-science"}
+
+
+def test_failing_module_is_nulled_and_counted(spark):
+    @science_module(name="boom", version="0.1", inputs=["x"], outputs=[("y", "double")])
+    def boom(df: pd.DataFrame) -> pd.DataFrame:
+        raise ZeroDivisionError("bad batch")
+
+    @science_module(name="ok", version="0.1", inputs=["x"], outputs=[("z", "double")])
+    def ok(df: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"z": df["x"] * 2.0}, index=df.index)
+
+    counters = FailureCounters(spark, [boom, ok])
+    runner = ModuleRunner((boom, ok), FailurePolicy.NULL_AND_COUNT, counters)
+    out = runner(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    assert out["y"].isna().all()
+    assert out["z"].tolist() == [2.0, 4.0, 6.0]
+    assert out[FAILURES_COLUMN.name].tolist() == ["boom"] * 3
+    with pytest.raises(ZeroDivisionError):
+        ModuleRunner((boom,), FailurePolicy.FAIL)(pd.DataFrame({"x": [1.0]}))
