@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start a local Kafka broker, replay the real alerts of DATASIM into it (ZTF as container
-# files, Rubin in Confluent wire format), archive them with stream2raw, show what runs, stop.
+# files, Rubin in Confluent wire format), archive them with stream2raw, enrich them with
+# raw2science (quality cuts + science modules), show what runs, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASIM=$(cd "${1:-../shared/datasim}" && pwd)
@@ -21,13 +22,17 @@ for survey in ztf rubin; do
   fink start stream2raw -c fink.toml --simulator --survey "$survey" --topic "quickstart_$survey" \
     --trigger availableNow --foreground
 done
+for survey in ztf rubin; do
+  fink start raw2science -c fink.toml --survey "$survey" --trigger availableNow --foreground
+done
 fink show -c fink.toml
 python - <<'PY'
 import pyarrow.dataset as ds
 for survey, key in (("ztf", "candid"), ("rubin", "diaSourceId")):
-    table = ds.dataset(f"data/raw/{survey}", format="parquet", partitioning="hive",
-                       exclude_invalid_files=True).to_table(columns=[key, "night"])
-    nights = sorted(set(table.column("night").to_pylist()))
-    print(f"{survey}: {table.num_rows} alerts archived in data/raw/{survey}, nights {nights}")
+    for stage in ("raw", "science"):
+        table = ds.dataset(f"data/{stage}/{survey}", format="parquet", partitioning="hive",
+                           exclude_invalid_files=True).to_table(columns=[key, "night"])
+        nights = sorted(set(table.column("night").to_pylist()))
+        print(f"{survey}: {table.num_rows} alerts in data/{stage}/{survey}, nights {nights}")
 PY
 echo "config: $CONF; data: quickstart/data; logs: quickstart/.fink/logs"
