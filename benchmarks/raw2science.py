@@ -91,7 +91,7 @@ def main() -> int:
         "stream2raw.topic": f"bench_{args.survey}",
         "stream2raw.trigger": "availableNow",
         "raw2science.trigger": "availableNow",
-        "raw2science.max_files_per_trigger": 1000,
+        "raw2science.max_files_per_trigger": 2,
     }
     settings = load_settings(None, env={}, overrides=overrides)
     folder = Path(args.datasim) / args.survey

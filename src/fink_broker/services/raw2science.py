@@ -137,24 +137,22 @@ class ScienceBatchWriter:
         start = time.monotonic()
         started = dt.datetime.now(dt.UTC)
         failed_before = self.failures.snapshot()
-        # Read twice (cut counts, then the science rows): keep the raw batch in memory.
-        batch = batch.persist()
-        try:
-            flags = cut_flags(batch, self.cuts)
-            counts = batch.select(
-                F.count(F.lit(1)).alias("_in"),
-                F.sum(passes_all(self.cuts, batch).cast("int")).alias("_kept"),
-                *[
-                    F.sum((~flag).cast("int")).alias(cut.name)
-                    for cut, flag in zip(self.cuts, flags, strict=True)
-                ],
-            ).first()
-            science = science_frame(
-                batch, self.survey, self.cuts, self.modules, self.policy, started, self.failures
-            )
-            write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
-        finally:
-            batch.unpersist()
+        # Two passes over the raw files, no cache: the cut counts read only the few cut
+        # columns (Parquet column pruning), so caching whole alerts with their cutouts would
+        # cost more memory than the second read costs time.
+        flags = cut_flags(batch, self.cuts)
+        counts = batch.select(
+            F.count(F.lit(1)).alias("_in"),
+            F.sum(passes_all(self.cuts, batch).cast("int")).alias("_kept"),
+            *[
+                F.sum((~flag).cast("int")).alias(cut.name)
+                for cut, flag in zip(self.cuts, flags, strict=True)
+            ],
+        ).first()
+        science = science_frame(
+            batch, self.survey, self.cuts, self.modules, self.policy, started, self.failures
+        )
+        write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
         rows_in = int(counts["_in"]) if counts else 0
         rows_out = int(counts["_kept"] or 0) if counts else 0
         cut_counts = {cut.name: int(counts[cut.name] or 0) for cut in self.cuts} if counts else {}
