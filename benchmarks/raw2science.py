@@ -130,7 +130,7 @@ def main() -> int:
         seconds_of[label] = seconds
         print(f"{args.survey}, {label}: {args.nalerts} alerts in, {written} out, {seconds:.1f} s")
         print(f"    raw2science local[2]: {rate:,.0f} alerts/s")
-    python_rate, kept = bare_python_rate(
+    python_rate, _kept = bare_python_rate(
         load_settings(None, env={}, overrides={**overrides, **no_cuts}),
         args.survey,
         args.nalerts,
