@@ -89,6 +89,8 @@ class LocalKafkaSettings:
     port: int = 9092
     #: KRaft controller port
     controller_port: int = 9093
+    #: SASL_PLAINTEXT (SCRAM-SHA-512) client port, opened by `fink start kafka --sasl`
+    sasl_port: int = 9094
     #: default partitions of auto-created topics
     partitions: int = 4
     #: JVM heap of the broker
@@ -138,6 +140,22 @@ class Raw2ScienceSettings:
 
 
 @dataclass
+class DistributionSettings:
+    """Science Parquet -> filters -> one Kafka topic per filter (``fink_<filter>_<survey>``)."""
+
+    #: "availableNow" publishes what the science archive holds and exits; else a processing time
+    trigger: str = "10 seconds"
+    #: upper bound of science Parquet files per micro-batch
+    max_files_per_trigger: int = 50
+    #: filters to run (entry-point names); empty = every installed filter for the survey
+    filters: list[str] = field(default_factory=list)
+    #: prefix of the outgoing topic names
+    topic_prefix: str = "fink_"
+    #: publish the image cutouts with the alerts (three ~20-60 kB binaries per alert)
+    cutouts: bool = True
+
+
+@dataclass
 class SimulatorSettings:
     """Replay of alert files into Kafka."""
 
@@ -169,6 +187,13 @@ class Settings:
     local_kafka: LocalKafkaSettings = field(default_factory=LocalKafkaSettings)
     stream2raw: Stream2RawSettings = field(default_factory=Stream2RawSettings)
     raw2science: Raw2ScienceSettings = field(default_factory=Raw2ScienceSettings)
+    distribution: DistributionSettings = field(default_factory=DistributionSettings)
+    #: the Kafka cluster the distribution publishes to (empty bootstrap_servers: the input one)
+    output_kafka: KafkaSettings = field(
+        default_factory=lambda: KafkaSettings(
+            bootstrap_servers="", sasl_password_env="FINK_OUTPUT_KAFKA_PASSWORD"
+        )
+    )
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     checkstream: CheckstreamSettings = field(default_factory=CheckstreamSettings)
     #: the config file this tree was read from, if any

@@ -81,9 +81,25 @@ def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _distribution_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
+    )
+    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    parser.add_argument(
+        "--no-cutouts",
+        dest="cutouts",
+        action="store_false",
+        default=None,
+        help="publish the alerts without their image cutouts",
+    )
+
+
 def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
     parser.add_argument("--controller-port", type=int, help="KRaft controller port")
+    parser.add_argument("--sasl", action="store_true", help="add a SASL/SCRAM listener (sasl_port)")
 
 
 def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +116,10 @@ SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "raw2science": (
         "raw Parquet -> quality cuts -> science modules -> science Parquet",
         _raw2science_flags,
+    ),
+    "distribution": (
+        "science Parquet -> filters -> one Kafka topic per filter",
+        _distribution_flags,
     ),
     "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
 }
@@ -141,11 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     modules.add_argument("action", choices=["list"], help="list: modules with their columns")
     modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
 
+    filters = verbs.add_parser("filters", help="filters: list them, or dry-run one on a night")
+    _common(filters)
+    filters.add_argument("action", choices=["list", "test"])
+    filters.add_argument("name", nargs="?", help="filter to test")
+    filters.add_argument("--night", help="YYYYMMDD night of the science archive (test)")
+    filters.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    filters.add_argument("--root", help="data root (paths.root)")
+
     sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
     _common(sim)
     from fink_broker.simulator import cli as simulator_cli
 
     simulator_cli.add_arguments(sim)
+
+    consume = verbs.add_parser("consume", help="read Fink topics: print or save the alerts")
+    _common(consume)
+    from fink_broker.services import consume as consume_service
+
+    consume_service.add_arguments(consume)
     return parser
 
 
@@ -159,7 +193,8 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 def _section_of(args: argparse.Namespace) -> str:
     """The config section a service's own flags (e.g. --trigger) belong to."""
-    return "raw2science" if getattr(args, "service", None) == "raw2science" else "stream2raw"
+    service = getattr(args, "service", None)
+    return service if service in ("raw2science", "distribution") else "stream2raw"
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -174,6 +209,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "raw2science.noscience": getattr(args, "noscience", None),
         "raw2science.modules": getattr(args, "modules", None),
         "raw2science.failure_policy": getattr(args, "failure_policy", None),
+        "distribution.filters": getattr(args, "filters", None),
+        "distribution.cutouts": getattr(args, "cutouts", None),
         "stream2raw.starting_offsets": getattr(args, "starting_offsets", None),
         "stream2raw.max_offsets_per_trigger": getattr(args, "max_offsets_per_trigger", None),
         "local_kafka.port": getattr(args, "port", None),
@@ -240,7 +277,7 @@ def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.service == "kafka":
         from fink_broker.infra.kafka_local import start_kafka
 
-        record = start_kafka(settings, foreground=args.foreground)
+        record = start_kafka(settings, foreground=args.foreground, sasl=args.sasl)
         if not args.foreground:
             print(f"kafka running: pid {record.pid}, 127.0.0.1:{settings.local_kafka.port}")
         return 0
@@ -288,6 +325,11 @@ def _run_service(args: argparse.Namespace, settings: Settings) -> int:
         from fink_broker.services import raw2science
 
         raw2science.run(settings)
+        return 0
+    if args.service == "distribution":
+        from fink_broker.services import distribution
+
+        distribution.run(settings)
         return 0
     if args.service == "checkstream":
         from fink_broker.services import checkstream
@@ -359,6 +401,27 @@ def cmd_modules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_filters(args: argparse.Namespace) -> int:
+    """List the installed filters, or count how many alerts of a night one would pass."""
+    from fink_broker.plugins.filters import describe_filters, discover_filters, filters_for
+
+    settings = settings_from_args(args)
+    if args.action == "list":
+        found = discover_filters()
+        if args.survey:
+            found = {f.name: f for f in filters_for(args.survey, found)}
+        print(describe_filters(found))
+        return 0
+    if not args.name or not args.night:
+        raise ConfigError("fink filters test needs a filter name and --night YYYYMMDD")
+    from fink_broker.services.distribution import dry_run
+
+    passed, total = dry_run(settings, args.name, args.night)
+    survey = settings.stream2raw.survey
+    print(f"{args.name}: {passed} of {total} {survey} alerts of night {args.night} pass")
+    return 0
+
+
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Replay alert files into Kafka (same as `fink_simulator`)."""
     from fink_broker.simulator import cli as simulator_cli
@@ -385,10 +448,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stop(args)
         if args.verb == "show":
             return cmd_show(args)
+        if args.verb == "filters":
+            return cmd_filters(args)
         if args.verb == "modules":
             return cmd_modules(args)
         if args.verb == "simulator":
             return cmd_simulator(args)
+        if args.verb == "consume":
+            from fink_broker.services import consume
+
+            return consume.run_from_args(args, settings_from_args(args))
     except ConfigError as err:
         print(f"fink: config error: {err}", file=sys.stderr)
         return 2

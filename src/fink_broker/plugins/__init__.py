@@ -28,6 +28,19 @@ Once the package is installed next to fink-broker, ``discover()`` finds it.
 from __future__ import annotations
 
 from fink_broker.plugins.columns import DTYPES, ColumnSpec, null_series
+from fink_broker.plugins.filters import (
+    FILTER_GROUP,
+    TOPIC_PREFIX,
+    AlertFilter,
+    alert_filter,
+    describe_filters,
+    discover_filters,
+    filters_for,
+    published_columns,
+    run_filter,
+    run_filter_with_policy,
+    topic_name,
+)
 from fink_broker.plugins.module import (
     ContractError,
     FailurePolicy,
@@ -49,20 +62,31 @@ from fink_broker.plugins.registry import (
 
 __all__ = [
     "DTYPES",
+    "FILTER_GROUP",
     "SCIENCE_GROUP",
+    "TOPIC_PREFIX",
+    "AlertFilter",
     "ColumnSpec",
     "ContractError",
     "FailurePolicy",
     "PluginError",
     "ScienceModule",
+    "alert_filter",
+    "describe_filters",
     "describe_modules",
     "discover",
+    "discover_filters",
+    "filters_for",
     "module_signature",
     "modules_for",
     "null_outputs",
     "null_series",
+    "published_columns",
     "resolve_order",
+    "run_filter",
+    "run_filter_with_policy",
     "run_module",
     "run_with_policy",
     "science_module",
+    "topic_name",
 ]

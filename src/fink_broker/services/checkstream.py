@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fink_broker.config import Settings
+from fink_broker.kafka_clients import MAX_MESSAGE_BYTES, connection_config
 from fink_broker.lake import Lake, is_local
 from fink_broker.services.alert_display import (
     AlertDecoder,
@@ -48,7 +49,6 @@ from fink_broker.services.alert_display import (
     Report,
 )
 from fink_broker.services.streaming import input_topic
-from fink_broker.simulator.kafka_producer import MAX_MESSAGE_BYTES, connection_config
 from fink_broker.surveys import SURVEYS, get_adapter
 
 log = logging.getLogger(__name__)

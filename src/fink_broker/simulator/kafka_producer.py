@@ -1,8 +1,9 @@
-"""Kafka side of the simulator: client configuration, topic creation and delivery accounting.
+"""Kafka side of the simulator: producer configuration, topic creation and delivery accounting.
 
-The configuration comes from ``Settings.kafka`` only. The SASL password is read through
-:func:`fink_broker.config.kafka_password` (an environment variable or a file), so it never
-appears in argv; :func:`redacted` is the only form of a config that may be logged.
+The connection and security options come from :mod:`fink_broker.kafka_clients`, shared with
+``checkstream`` and ``fink consume`` (``connection_config`` and ``redacted`` are re-exported
+here for existing callers): the SASL password is read from an environment variable or a
+file, never from argv, and only :func:`redacted` configs are logged.
 """
 
 from __future__ import annotations
@@ -15,43 +16,13 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from fink_broker.config import KafkaSettings, kafka_password
+from fink_broker.config import KafkaSettings
+from fink_broker.kafka_clients import MAX_MESSAGE_BYTES, connection_config, redacted
 
 log = logging.getLogger(__name__)
 
-#: largest message the producer (and a topic created by the simulator) accepts; Rubin alerts
-#: with cutouts reach a few hundred kB and the broker default of ~1 MB leaves too little margin
-MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-
 #: librdkafka compression codecs accepted by ``--compression``
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
-
-_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
-
-
-def connection_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Bootstrap and security properties shared by the producer and the admin client.
-
-    SASL properties are set only for a SASL protocol, so a PLAINTEXT laptop setup does not
-    need (or leak) anything.
-    """
-    config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "security.protocol": kafka.security_protocol,
-    }
-    if kafka.security_protocol.startswith("SASL"):
-        config["sasl.mechanism"] = kafka.sasl_mechanism
-        config["sasl.username"] = kafka.sasl_username
-        password = kafka_password(kafka, env)
-        if password is None:
-            raise ValueError(
-                f"security protocol {kafka.security_protocol} needs a SASL password: set "
-                f"${kafka.sasl_password_env} or kafka.sasl_password_file"
-            )
-        config["sasl.password"] = password
-    if kafka.ssl_ca_location:
-        config["ssl.ca.location"] = kafka.ssl_ca_location
-    return config
 
 
 def producer_config(
@@ -82,15 +53,6 @@ def producer_config(
         }
     )
     return config
-
-
-def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a client config that is safe to log (secrets replaced by ``***``).
-
-    >>> redacted({"sasl.password": "s3cret", "bootstrap.servers": "b:9092"})
-    {'sasl.password': '***', 'bootstrap.servers': 'b:9092'}
-    """
-    return {k: ("***" if k in _SECRET_KEYS else v) for k, v in config.items()}
 
 
 class ProducerLike(Protocol):

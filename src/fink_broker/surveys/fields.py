@@ -59,7 +59,12 @@ CANONICAL_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("ra", _D, "deg", "right ascension of the detection"),
     ColumnSpec("dec", _D, "deg", "declination of the detection"),
     ColumnSpec("band", "string", "", "photometric band: u g r i z y"),
-    ColumnSpec("mag", _D, "mag", "PSF magnitude of the difference flux (null if flux <= 0)"),
+    ColumnSpec(
+        "mag",
+        _D,
+        "mag",
+        "PSF magnitude of the difference flux (ZTF magpsf, of |flux|; Rubin null if flux <= 0)",
+    ),
     ColumnSpec("magerr", _D, "mag", "1-sigma error of mag"),
     ColumnSpec("flux", _D, "nJy", "signed PSF difference flux"),
     ColumnSpec("fluxerr", _D, "nJy", "1-sigma error of flux"),

@@ -1,0 +1,83 @@
+"""Null-safe column helpers shared by the built-in filters.
+
+One rule everywhere: an unknown value never satisfies a condition, so a null never
+publishes an alert. The one exception is how ``xmatch`` encodes "no counterpart": a null
+``xm_<cat>_id``. There, null *is* the information, and :func:`no_counterpart` treats it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+#: ``sso_flag`` values written by the ``solar_system`` module
+SSO_KNOWN = 3
+SSO_CANDIDATE = 2
+
+#: catalogues whose counterpart makes the alert a known star (Hipparcos bright stars and
+#: the two variable-star catalogues)
+STAR_CATALOGUES: tuple[str, ...] = ("hip", "vsx", "gcvs")
+#: variable-star catalogues
+VARIABLE_STAR_CATALOGUES: tuple[str, ...] = ("vsx", "gcvs")
+#: catalogues of known active galactic nuclei (blazars): a counterpart there is a known
+#: variable source, not a new one
+AGN_CATALOGUES: tuple[str, ...] = ("3hsp", "4lac")
+
+
+def xm_id(catalogue: str) -> str:
+    """The ``xmatch`` output column holding the counterpart identifier in ``catalogue``."""
+    return f"xm_{catalogue}_id"
+
+
+def numbers(series: pd.Series) -> np.ndarray:
+    """A numeric column as float64 with NaN for null (nullable ints and objects included)."""
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def positive_flux(series: pd.Series) -> np.ndarray:
+    """Whether the difference flux is positive: the source is brighter than in the template.
+
+    A negative difference (ZTF ``isdiffpos = f``) is a source fainter than its reference
+    image: an existing, fading object, never a brightening. ZTF's canonical ``mag`` is the
+    magnitude of ``|flux|``, so filters that cut on ``mag`` must also check the sign.
+    """
+    with np.errstate(invalid="ignore"):
+        return numbers(series) > 0
+
+
+def has_id(series: pd.Series) -> np.ndarray:
+    """Whether an identifier column holds a value (null and empty strings do not count)."""
+    present = series.notna() & (series != "")
+    return present.to_numpy(dtype=bool, na_value=False)
+
+
+def no_counterpart(df: pd.DataFrame, catalogues: Iterable[str]) -> np.ndarray:
+    """Rows with no counterpart in any of ``catalogues`` (every ``xm_<cat>_id`` null)."""
+    found = np.zeros(len(df), dtype=bool)
+    for catalogue in catalogues:
+        found |= has_id(df[xm_id(catalogue)])
+    return ~found
+
+
+def any_counterpart(df: pd.DataFrame, catalogues: Iterable[str]) -> np.ndarray:
+    """Rows with a counterpart in at least one of ``catalogues``."""
+    return ~no_counterpart(df, catalogues)
+
+
+def flag_in(series: pd.Series, values: Iterable[int]) -> np.ndarray:
+    """Whether an integer flag is one of ``values`` (null is never in)."""
+    flags = numbers(series)
+    return np.isin(flags, np.asarray(list(values), dtype=float))
+
+
+def flag_known_and_not(series: pd.Series, values: Iterable[int]) -> np.ndarray:
+    """Whether an integer flag is known *and* none of ``values`` (null fails)."""
+    flags = numbers(series)
+    return ~np.isnan(flags) & ~np.isin(flags, np.asarray(list(values), dtype=float))
+
+
+def as_mask(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """A boolean numpy array as a Series on the input index (what a filter returns)."""
+    return pd.Series(np.asarray(values, dtype=bool), index=index)

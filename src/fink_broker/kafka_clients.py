@@ -1,0 +1,117 @@
+"""Configuration shared by every confluent-kafka client Fink creates (producer, consumer, admin).
+
+The simulator, ``checkstream`` and ``fink consume`` all reach Kafka with the same bootstrap
+servers and security options, taken from ``Settings.kafka`` only. The SASL password is read
+through :func:`fink_broker.config.kafka_password` (an environment variable or a file), so it
+never appears in argv; :func:`redacted` is the only form of a config that may be logged.
+
+librdkafka retries a failed SASL handshake forever and reports it only through its error
+callback, so a wrong password looks like a silent hang. :func:`fail_on_auth_error` turns it
+into a :class:`KafkaAuthError` raised from the client's ``poll``/``consume``/``flush``.
+
+Pure Python: no pyspark here, so the simulator and the consumer start in a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from fink_broker.config import KafkaSettings, kafka_password
+from fink_broker.errors import FinkError
+
+log = logging.getLogger(__name__)
+
+#: largest message the clients (and a topic created by Fink) accept; Rubin alerts with
+#: cutouts reach a few hundred kB and the broker default of ~1 MB leaves too little margin
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+
+#: librdkafka error codes that mean "the credentials were refused", not "try again later"
+_AUTH_ERRORS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.ILLEGAL_SASL_STATE,
+        KafkaError.UNSUPPORTED_SASL_MECHANISM,
+    }
+)
+
+
+class KafkaAuthError(FinkError):
+    """The broker refused the SASL credentials (wrong user, password or mechanism)."""
+
+
+def connection_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Bootstrap and security properties shared by producers, consumers and admin clients.
+
+    SASL properties are set only for a SASL protocol, so a PLAINTEXT laptop setup does not
+    need (or leak) anything. A SASL protocol without a password is refused here, with the
+    place to put it, rather than by the broker after a timeout.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username
+        password = kafka_password(kafka, env)
+        if password is None:
+            raise ValueError(
+                f"security protocol {kafka.security_protocol} needs a SASL password: set "
+                f"${kafka.sasl_password_env} or kafka.sasl_password_file"
+            )
+        config["sasl.password"] = password
+    if kafka.ssl_ca_location:
+        config["ssl.ca.location"] = kafka.ssl_ca_location
+    return config
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config that is safe to log (secrets replaced by ``***``).
+
+    >>> redacted({"sasl.password": "s3cret", "bootstrap.servers": "b:9092"})
+    {'sasl.password': '***', 'bootstrap.servers': 'b:9092'}
+    """
+    return {k: ("***" if k in _SECRET_KEYS else v) for k, v in config.items()}
+
+
+def is_auth_error(err: KafkaError) -> bool:
+    """True if ``err`` says the credentials were refused (retrying will not help)."""
+    return err.code() in _AUTH_ERRORS
+
+
+def fail_on_auth_error(config: Mapping[str, Any]) -> Callable[[KafkaError], None]:
+    """An ``error_cb`` that raises :class:`KafkaAuthError` on refused credentials.
+
+    confluent-kafka re-raises an exception from a callback in the ``poll``, ``consume`` or
+    ``flush`` call that ran it, so the caller sees the failure at once instead of a client
+    that waits forever. Other errors (a broker down, a refused connection) are transient
+    for librdkafka, which retries them and logs each attempt itself: here they are logged
+    at debug level, except "all brokers down" (once per outage), which is worth a warning.
+    """
+    who = config.get("sasl.username") or "(no user)"
+    how = config.get("sasl.mechanism") or config.get("security.protocol", "PLAINTEXT")
+    where = config.get("bootstrap.servers", "?")
+
+    def on_error(err: KafkaError) -> None:
+        if is_auth_error(err):
+            raise KafkaAuthError(
+                f"Kafka authentication failed for user {who!r} with {how} on {where}: "
+                f"{err.str()} (check kafka.sasl_username and the password in "
+                "kafka.sasl_password_env / kafka.sasl_password_file)"
+            )
+        level = logging.WARNING if err.code() == KafkaError._ALL_BROKERS_DOWN else logging.DEBUG
+        log.log(level, "Kafka client error on %s: %s", where, err.str())
+
+    return on_error
+
+
+def with_auth_check(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` plus the :func:`fail_on_auth_error` callback."""
+    return {**config, "error_cb": fail_on_auth_error(config)}

@@ -1,0 +1,209 @@
+"""distribution: science Parquet -> filters -> one Kafka topic per filter.
+
+A Spark file-source stream over ``science/<survey>/`` (checkpointed) feeds a ``foreachBatch``
+that evaluates every enabled filter in one Arrow UDF, explodes each alert into one row per
+matching filter, serialises it in Fink's outgoing format (``engine.outgoing``: key = Avro
+writer schema, value = schemaless Avro) and writes all topics through a ``topic`` column.
+
+Delivery is at-least-once: a micro-batch replayed after a crash is published again, so a
+consumer may see an alert twice; the alert id (``candid`` / ``diaSourceId``) is in every
+record for de-duplication.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from fink_broker.config import KafkaSettings, Settings
+from fink_broker.engine.canonical import canonical_columns
+from fink_broker.engine.filters import filter_inputs, topics_column
+from fink_broker.engine.kafka_options import spark_kafka_options
+from fink_broker.engine.outgoing import key_value, published_columns
+from fink_broker.engine.session import get_session
+from fink_broker.engine.triggers import trigger_kwargs
+from fink_broker.lake import Lake
+from fink_broker.plugins.filters import AlertFilter, discover_filters, filters_for, topic_name
+from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
+from fink_broker.surveys import get_adapter
+from fink_broker.surveys.fields import CANONICAL_NAMES
+
+log = logging.getLogger(__name__)
+
+SERVICE = "distribution"
+
+
+def output_kafka(settings: Settings) -> KafkaSettings:
+    """The output cluster's settings (the input cluster when no bootstrap is configured)."""
+    out = settings.output_kafka
+    if out.bootstrap_servers:
+        return out
+    return dataclasses.replace(settings.kafka)
+
+
+def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
+    """Enabled filters for the survey."""
+    available = filters_for(survey, discover_filters())
+    wanted = settings.distribution.filters
+    if wanted:
+        unknown = sorted(set(wanted) - {f.name for f in available})
+        if unknown:
+            raise ValueError(f"filters {unknown} are not installed for {survey}")
+        available = [f for f in available if f.name in wanted]
+    return available
+
+
+def _filter_input_columns(df: DataFrame, survey: str, names: Sequence[str]) -> dict[str, Column]:
+    """Filter inputs: canonical columns computed from the alert, others read as they are."""
+    inputs = canonical_columns(
+        df, survey, [n for n in names if n in CANONICAL_NAMES and n not in df.columns]
+    )
+    inputs.update({n: F.col(n) for n in names if n not in inputs})
+    return inputs
+
+
+def routed(
+    spark: SparkSession,
+    science: DataFrame,
+    survey: str,
+    filters: Sequence[AlertFilter],
+    *,
+    prefix: str = "fink_",
+    cutouts: bool = True,
+) -> DataFrame:
+    """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
+    suffix = get_adapter(survey).topic_suffix
+    topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
+    inputs = _filter_input_columns(science, survey, filter_inputs(filters))
+    exploded = science.withColumn("topic", F.explode(topics_column(filters, topics, inputs)))
+    key: Column | None = None
+    value: Column | None = None
+    # filters that publish the same columns share one schema; usually all publish everything
+    by_columns: dict[tuple[str, ...], list[str]] = {}
+    for f, topic in zip(filters, topics, strict=True):
+        cols = tuple(published_columns(science, f.publish, cutouts))
+        by_columns.setdefault(cols, []).append(topic)
+    for cols, group in by_columns.items():
+        k, v = key_value(spark, science, cols)
+        chosen = F.col("topic").isin(group)
+        key = F.when(chosen, k) if key is None else key.when(chosen, k)
+        value = F.when(chosen, v) if value is None else value.when(chosen, v)
+    assert key is not None and value is not None
+    return exploded.select("topic", key.alias("key"), value.alias("value"))
+
+
+class DistributionBatchWriter:
+    """The ``foreachBatch`` body: route, count per topic, publish, log."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, survey: str) -> None:
+        self.spark = spark
+        self.survey = survey
+        self.filters = selected_filters(settings, survey)
+        self.settings = settings
+        self.kafka_options = spark_kafka_options(output_kafka(settings))
+        self.metrics = MetricsLog(settings, SERVICE)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        start = time.monotonic()
+        messages = routed(
+            self.spark,
+            batch,
+            self.survey,
+            self.filters,
+            prefix=self.settings.distribution.topic_prefix,
+            cutouts=self.settings.distribution.cutouts,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            per_topic = {
+                r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()
+            }
+            if per_topic:
+                messages.write.format("kafka").options(**self.kafka_options).save()
+            rows_in = batch.count()
+        finally:
+            messages.unpersist()
+        metrics = BatchMetrics(
+            service=SERVICE,
+            batch_id=batch_id,
+            rows_in=rows_in,
+            rows_out=sum(per_topic.values()),
+            duration_s=round(time.monotonic() - start, 3),
+            detail={"topics": per_topic, "survey": self.survey},
+        )
+        self.metrics.append(metrics)
+        log.info(
+            "batch=%d alerts_in=%d messages_out=%d topics=%s duration=%.2fs",
+            batch_id,
+            rows_in,
+            metrics.rows_out,
+            per_topic,
+            metrics.duration_s,
+        )
+
+
+def science_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
+    """Streaming read of the survey's science archive."""
+    lake = Lake(settings.paths.root, survey)
+    schema = spark.read.parquet(lake.science).schema
+    return (
+        spark.readStream.schema(schema)
+        .option("maxFilesPerTrigger", settings.distribution.max_files_per_trigger)
+        .parquet(lake.science)
+    )
+
+
+def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
+    """Start the distribution query of the configured survey (non-blocking)."""
+    spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
+    survey = settings.stream2raw.survey
+    lake = Lake(settings.paths.root, survey)
+    writer = DistributionBatchWriter(spark, settings, survey)
+    if not writer.filters:
+        raise ValueError(f"no filter installed for {survey}")
+    log.info(
+        "distribution: %s %s -> %s, filters %s",
+        survey,
+        lake.science,
+        output_kafka(settings).bootstrap_servers,
+        [f.name for f in writer.filters],
+    )
+    return (
+        science_source(spark, settings, survey)
+        .writeStream.queryName(f"{SERVICE}_{survey}")
+        .foreachBatch(writer)
+        .option("checkpointLocation", lake.checkpoint(SERVICE))
+        .trigger(**trigger_kwargs(settings.distribution.trigger))
+        .start()
+    )
+
+
+def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
+    """(alerts that pass filter ``name``, alerts) in the science archive of ``night``.
+
+    Nothing is published: the filter runs on the archived alerts, as the service would.
+    """
+    from fink_broker.plugins.filters import run_filter
+
+    spark = get_session(settings, app_name=f"fink-{SERVICE}-dry-run")
+    survey = settings.stream2raw.survey
+    wanted = [f for f in filters_for(survey, discover_filters()) if f.name == name]
+    if not wanted:
+        raise ValueError(f"no filter {name!r} installed for {survey}")
+    (alert_filter,) = wanted
+    science = spark.read.parquet(Lake(settings.paths.root, survey).science)
+    tonight = science.where(F.col("night") == night)
+    inputs = _filter_input_columns(tonight, survey, alert_filter.inputs)
+    frame = tonight.select(*[c.alias(n) for n, c in inputs.items()]).toPandas()
+    return int(run_filter(alert_filter, frame).sum()), len(frame)
+
+
+def run(settings: Settings) -> None:
+    """Run the distribution until the archive is drained (availableNow) or until SIGTERM."""
+    await_with_graceful_stop(start(settings))
