@@ -14,6 +14,7 @@ through every module):
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -120,12 +121,12 @@ def main() -> int:
         "no cuts, --noscience": {**no_cuts, "raw2science.noscience": True},
     }
     seconds_of = {}
-    for i, (label, extra) in enumerate(variants.items()):
-        # each variant reads the same raw archive (a link) into its own science folder
-        root = tmp / f"variant{i}"
-        (root / "raw").mkdir(parents=True)
-        (root / "raw" / args.survey).symlink_to(Path(settings.paths.root) / "raw" / args.survey)
-        run = load_settings(None, env={}, overrides={**overrides, **extra, "paths.root": str(root)})
+    for label, extra in variants.items():
+        # each variant reads the same raw archive into an empty science folder
+        run = load_settings(None, env={}, overrides={**overrides, **extra})
+        lake = Lake(run.paths.root, args.survey)
+        shutil.rmtree(lake.science, ignore_errors=True)
+        shutil.rmtree(lake.checkpoint("raw2science"), ignore_errors=True)
         rate, written, seconds = spark_rate(spark, run, args.survey)
         seconds_of[label] = seconds
         print(f"{args.survey}, {label}: {args.nalerts} alerts in, {written} out, {seconds:.1f} s")

@@ -4,7 +4,6 @@ package org.fink.broker;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -24,29 +23,23 @@ import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
  * raw archive and the quarantine) fed from one decode.
  */
 public final class ExactlyOnceParquet {
-  private static final ConcurrentHashMap<String, FileStreamSink> SINKS = new ConcurrentHashMap<>();
-
   private ExactlyOnceParquet() {}
 
   /** Writes {@code data} as batch {@code batchId} of the Parquet folder {@code path}. */
   public static void addBatch(
       SparkSession spark, String path, String[] partitionColumns, long batchId, Dataset<Row> data) {
-    String key = path + "|" + String.join(",", partitionColumns);
+    // A new sink per call (cheap: it opens the commit log) rather than a cache: the log's
+    // state must come from the folder as it is now, even if an operator removed it.
+    Map<String, String> options = new HashMap<>();
+    options.put("path", path);
     FileStreamSink sink =
-        SINKS.computeIfAbsent(
-            key,
-            k -> {
-              Map<String, String> options = new HashMap<>();
-              options.put("path", path);
-              return new FileStreamSink(
-                  spark,
-                  path,
-                  new ParquetFileFormat(),
-                  scala.jdk.javaapi.CollectionConverters.asScala(Arrays.asList(partitionColumns))
-                      .toList(),
-                  scala.collection.immutable.Map.from(
-                      scala.jdk.javaapi.CollectionConverters.asScala(options)));
-            });
+        new FileStreamSink(
+            spark,
+            path,
+            new ParquetFileFormat(),
+            scala.jdk.javaapi.CollectionConverters.asScala(Arrays.asList(partitionColumns)).toList(),
+            scala.collection.immutable.Map.from(
+                scala.jdk.javaapi.CollectionConverters.asScala(options)));
     sink.addBatch(batchId, data);
   }
 }
