@@ -1,0 +1,190 @@
+"""Benchmark: end-to-end latency with stream2raw, raw2science and distribution running live.
+
+The simulator publishes real alerts (repeated with fresh ids) at a steady rate; the three
+services run as three streaming queries of one Spark application (the laptop mode) with
+1-second triggers. For every published alert the latency is the output message's Kafka
+timestamp minus the input message's Kafka timestamp (kept in ``kafka_timestamp``). Prints
+p50/p95/p99 latency and the distribution service's own rate (alerts/s from science Parquet
+to topics, from its per-batch metrics).
+
+Quality cuts are relaxed (every alert flows to the filters) so the latency sample is large.
+
+    .venv/bin/python benchmarks/distribution.py --survey ztf --rate 250 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import fastavro
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
+
+from benchmarks.stream2raw import free_port  # noqa: E402
+
+from fink_broker.config import Settings, load_settings  # noqa: E402
+from fink_broker.infra import kafka_local, processes  # noqa: E402
+from fink_broker.plugins.filters import topic_name  # noqa: E402
+from fink_broker.simulator.replay import replay  # noqa: E402
+from fink_broker.surveys import get_adapter  # noqa: E402
+
+
+def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> list[float]:
+    """Seconds from input to output Kafka timestamp, for alerts ingested after ``since_ms``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": "bench-latency",
+            "enable.auto.commit": False,
+        }
+    )
+    schemas: dict[bytes, object] = {}
+    out: list[float] = []
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
+            ends = sum(consumer.get_watermark_offsets(tp)[1] for tp in parts)
+            consumer.assign(parts)
+            seen = 0
+            while seen < ends:
+                batch = consumer.consume(1000, timeout=5)
+                if not batch:
+                    break
+                for msg in batch:
+                    seen += 1
+                    parsed = schemas.get(msg.key())
+                    if parsed is None:
+                        parsed = schemas[msg.key()] = fastavro.parse_schema(json.loads(msg.key()))
+                    record = fastavro.schemaless_reader(io.BytesIO(msg.value()), parsed)
+                    ingested = record["kafka_timestamp"].timestamp() * 1000
+                    if ingested >= since_ms:
+                        out.append((msg.timestamp()[1] - ingested) / 1000)
+    finally:
+        consumer.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
+    parser.add_argument("--rate", type=float, default=250.0, help="alerts/s from the simulator")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the live phase")
+    parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-dist-"))
+    port, controller = free_port(), free_port()
+    topic = f"bench_{args.survey}"
+    base = {
+        "paths.root": str(tmp / "lake"),
+        "paths.state_dir": str(tmp / "state"),
+        "paths.jar_cache": str(REPO / "jvm-cache"),
+        "local_kafka.port": port,
+        "local_kafka.controller_port": controller,
+        "kafka.bootstrap_servers": f"127.0.0.1:{port}",
+        "stream2raw.survey": args.survey,
+        "stream2raw.topic": topic,
+        "stream2raw.max_offsets_per_trigger": 2000,
+        "raw2science.ztf_rb_min": 0.0,
+        "raw2science.rubin_reliability_min": 0.0,
+        "raw2science.max_files_per_trigger": 20,
+        "distribution.max_files_per_trigger": 20,
+    }
+    bounded = {
+        **base,
+        "stream2raw.trigger": "availableNow",
+        "raw2science.trigger": "availableNow",
+        "distribution.trigger": "availableNow",
+    }
+    live = {
+        **base,
+        "stream2raw.trigger": "1 second",
+        "raw2science.trigger": "1 second",
+        "distribution.trigger": "1 second",
+    }
+    folder = Path(args.datasim) / args.survey
+    settings = load_settings(None, env={}, overrides=bounded)
+    kafka_local.start_kafka(settings)
+    try:
+        from fink_broker.engine.session import get_session
+        from fink_broker.services import distribution, raw2science, stream2raw
+
+        spark = get_session(settings, app_name="fink-bench-dist")
+        # warm-up: one bounded pass creates the archives the live file sources start from
+        replay(settings, survey=args.survey, folder=folder, topic=topic)
+        for service in (stream2raw, raw2science, distribution):
+            service.start(settings, spark).awaitTermination()
+
+        live_settings = load_settings(None, env={}, overrides=live)
+        queries = [s.start(live_settings, spark) for s in (stream2raw, raw2science, distribution)]
+        since_ms = int(time.time() * 1000)
+        n_files = len(list(folder.glob("*.avro")))
+        n_alerts = int(args.rate * args.seconds)
+        sender = threading.Thread(
+            target=replay,
+            kwargs={
+                "settings": live_settings,
+                "survey": args.survey,
+                "folder": folder,
+                "topic": topic,
+                "repeat": 1 + -(-n_alerts // n_files),
+                "nalerts": n_alerts,
+                "rate": args.rate,
+            },
+        )
+        sender.start()
+        sender.join()
+        time.sleep(30)  # let the last micro-batches of the three queries finish
+        for query in queries:
+            query.stop()
+
+        suffix = get_adapter(args.survey).topic_suffix
+        topics = [
+            topic_name(f, suffix) for f in distribution.selected_filters(settings, args.survey)
+        ]
+        latencies = np.array(output_latencies(settings, topics, since_ms))
+        metrics = [
+            json.loads(line)
+            for line in (Path(settings.paths.state_dir) / "metrics" / "distribution.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        rows = sum(m["rows_in"] for m in metrics[1:])
+        seconds = sum(m["duration_s"] for m in metrics[1:])
+        print()
+        print(f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, topics {topics}")
+        if len(latencies):
+            p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+            print(
+                f"latency input -> output topic over {len(latencies)} messages: "
+                f"p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s, max {latencies.max():.1f} s"
+            )
+        else:
+            print("no output message in the live phase")
+        if seconds:
+            print(
+                f"distribution: {rows} alerts in {seconds:.1f} s of micro-batches "
+                f"= {rows / seconds:,.0f} alerts/s (science Parquet -> topics)"
+            )
+        spark.stop()
+    finally:
+        processes.stop(settings, "kafka", timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
