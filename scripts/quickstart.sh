@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a local Kafka broker, replay the real alerts of DATASIM into it (ZTF as container
 # files, Rubin in Confluent wire format), archive them with stream2raw, enrich them with
-# raw2science (quality cuts + science modules), show what runs, stop.
+# raw2science (quality cuts + science modules), publish the ZTF alerts that pass the
+# filters to per-filter topics, read a few back, show what runs, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASIM=$(cd "${1:-../shared/datasim}" && pwd)
@@ -25,6 +26,9 @@ done
 for survey in ztf rubin; do
   fink start raw2science -c fink.toml --survey "$survey" --trigger availableNow --foreground
 done
+fink start distribution -c fink.toml --simulator --survey ztf --trigger availableNow --foreground
+fink filters list -c fink.toml --survey ztf
+fink consume -c fink.toml fink_sso_candidates_ztf --from-beginning --max 5 --timeout 15
 fink show -c fink.toml
 python - <<'PY'
 import pyarrow.dataset as ds
