@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from fink_broker.config import KafkaSettings, kafka_password
+from fink_broker.config import KafkaSettings, Settings, kafka_password
 from fink_broker.errors import FinkError
 
 log = logging.getLogger(__name__)
@@ -115,3 +115,10 @@ def fail_on_auth_error(config: Mapping[str, Any]) -> Callable[[KafkaError], None
 def with_auth_check(config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` plus the :func:`fail_on_auth_error` callback."""
     return {**config, "error_cb": fail_on_auth_error(config)}
+
+
+def outgoing_kafka(settings: Settings) -> KafkaSettings:
+    """The cluster of Fink's outgoing topics: ``output_kafka`` when it names bootstrap
+    servers, else the input cluster (``kafka``), as on a laptop with one local broker."""
+    out = settings.output_kafka
+    return out if out.bootstrap_servers else settings.kafka

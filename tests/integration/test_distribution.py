@@ -1,8 +1,8 @@
 """distribution on the science archive of the 150 real alerts, with a real Kafka broker.
 
 Each topic must hold exactly the alerts that its filter selects when the filter function is
-applied directly to the science archive, and the messages must decode (key = writer schema)
-to records equal to the archive's rows.
+applied directly to the science archive, and `fink consume` must read them back (key = writer
+schema) as records whose every field equals the archive's row.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fink_broker.engine.filters import filter_inputs
 from fink_broker.lake import Lake
 from fink_broker.plugins.filters import run_filter, topic_name
 from fink_broker.services import distribution
+from fink_broker.services.consume import consume
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.fields import CANONICAL_NAMES
 from tests.alert_compare import differences
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) of ``topic``, from the start to the end offsets."""
+    """Every (key, value) of ``topic``, from the start to the end offsets (raw bytes)."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False}
     )
@@ -94,8 +95,11 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
     for f in filters:
         expected = set(frame.loc[run_filter(f, frame[list(f.inputs)]), adapter.alert_id])
         topic = topic_name(f, adapter.topic_suffix, prefix=settings.distribution.topic_prefix)
-        records = [decode(k, v) for k, v in read_topic(local_kafka.bootstrap, topic)]
+        raw_messages = read_topic(local_kafka.bootstrap, topic)
+        # read back the way users do: `fink consume`'s decoder and consumer group
+        records = consume(settings, [topic], from_beginning=True, timeout=10)
         got = [r[adapter.alert_id] for r in records]
+        assert sorted(got) == sorted(decode(k, v)[adapter.alert_id] for k, v in raw_messages)
         assert sorted(got) == sorted(expected), f.name
         for record in records:
             archived = rows[record[adapter.alert_id]]

@@ -3,12 +3,29 @@
 The SASL password is read from the environment or a file (``config.kafka_password``) and
 placed only in the JAAS option handed to the Kafka client inside the JVM; Spark redacts it
 in its logs through ``spark.sql.redaction.string.regex`` (see ``session``).
+
+A refused login reaches Python as a Spark job failure (``Py4JJavaError: Job aborted due to
+stage failure...``) whose Kafka cause is buried in a JVM stack trace: :func:`refused_login`
+finds it and turns it into the same :class:`fink_broker.kafka_clients.KafkaAuthError` that
+Fink's Python clients raise, with a message that says which setting to fix.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from fink_broker import kafka_clients
 from fink_broker.config import KafkaSettings, kafka_password
 from fink_broker.errors import FinkError
+
+#: the Kafka client's exception for refused credentials (SASL and SSL subclass it); it is
+#: not retriable, so the Kafka sink fails the task at once (measured: ~3 s) instead of hanging
+AUTH_EXCEPTION = "org.apache.kafka.common.errors.AuthenticationException"
+#: the same, found in an error's text when no JVM exception object is at hand
+_AUTH_TEXT = re.compile(r"org\.apache\.kafka\.common\.errors\.\w*AuthenticationException: ([^\n]*)")
+#: enough to reach the Kafka cause under Spark's wrappers, bounded against cause cycles
+_MAX_CAUSES = 16
 
 JAAS_MODULES = {
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -51,3 +68,67 @@ def spark_kafka_options(kafka: KafkaSettings, bootstrap: str | None = None) -> d
         options["kafka.ssl.truststore.type"] = "PEM"
         options["kafka.ssl.truststore.location"] = kafka.ssl_ca_location
     return options
+
+
+def _java_auth_message(java: Any) -> str | None:
+    """The message of the first Kafka ``AuthenticationException`` in a JVM cause chain.
+
+    The class hierarchy is read by reflection on the exception object itself: the Kafka
+    classes live in Spark's jar class loader, which ``Class.forName`` through py4j may not see.
+    """
+    for _ in range(_MAX_CAUSES):
+        if java is None:
+            return None
+        cls = java.getClass()
+        while cls is not None:
+            if cls.getName() == AUTH_EXCEPTION:
+                return str(java.getMessage())
+            cls = cls.getSuperclass()
+        java = java.getCause()
+    return None
+
+
+def refused_login(
+    err: BaseException, kafka: KafkaSettings, section: str = "kafka"
+) -> kafka_clients.KafkaAuthError | None:
+    """A clear error if ``err`` (from Spark's Kafka source or sink) is a refused login, else None.
+
+    ``section`` names the settings the user must fix (``kafka`` or ``output_kafka``). The
+    password is masked should the Kafka message ever quote it.
+
+    >>> kafka = KafkaSettings(bootstrap_servers="b:9094", security_protocol="SASL_PLAINTEXT",
+    ...                       sasl_username="alice")
+    >>> err = RuntimeError("Lost task 1.0: org.apache.kafka.common.errors."
+    ...                    "SaslAuthenticationException: invalid credentials\\n\\tat ...")
+    >>> print(refused_login(err, kafka, "output_kafka"))  # doctest: +NORMALIZE_WHITESPACE
+    Kafka authentication failed for user 'alice' with SCRAM-SHA-512 on b:9094: invalid
+    credentials (check output_kafka.sasl_username and the password in
+    $FINK_KAFKA_PASSWORD or output_kafka.sasl_password_file)
+    >>> refused_login(RuntimeError("Connection refused"), kafka) is None
+    True
+    """
+    # Py4JJavaError carries the JVM exception as java_exception, pyspark's captured errors
+    # as _origin
+    java = getattr(err, "java_exception", None) or getattr(err, "_origin", None)
+    reason = _java_auth_message(java) if java is not None else None
+    if reason is None:
+        found = _AUTH_TEXT.search(str(err))
+        if found is None:
+            return None
+        reason = found.group(1).strip()
+    try:
+        password = kafka_password(kafka)
+    except OSError:
+        password = None
+    if password:
+        reason = reason.replace(password, "***")
+    how = (
+        kafka.sasl_mechanism
+        if kafka.security_protocol.startswith("SASL")
+        else kafka.security_protocol
+    )
+    return kafka_clients.KafkaAuthError(
+        f"Kafka authentication failed for user {kafka.sasl_username or '(no user)'!r} with "
+        f"{how} on {kafka.bootstrap_servers}: {reason} (check {section}.sasl_username and the "
+        f"password in ${kafka.sasl_password_env} or {section}.sasl_password_file)"
+    )

@@ -58,8 +58,9 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # alert rows are 50-150 kB: keep Arrow batches small (worker memory, latency)
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        # only module/filter inputs (no cutouts) travel to Python: large Arrow batches amortise
+        # the per-batch cost of each module (measured by benchmarks/raw2science.py)
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "5000")
         .config("spark.sql.redaction.string.regex", REDACTION_REGEX)
         .config("spark.sql.streaming.stopTimeout", "60s")
         # cutouts are gzipped FITS: compressing the cached micro-batch only burns CPU

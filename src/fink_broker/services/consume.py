@@ -42,6 +42,7 @@ from fink_broker.config import KafkaSettings, Settings
 from fink_broker.kafka_clients import (
     MAX_MESSAGE_BYTES,
     connection_config,
+    outgoing_kafka,
     redacted,
     with_auth_check,
 )
@@ -116,14 +117,6 @@ def consumer_config(
         }
     )
     return with_auth_check(config)
-
-
-def outgoing_kafka(settings: Settings) -> KafkaSettings:
-    """The cluster of Fink's outgoing topics: ``output_kafka`` if configured, else ``kafka``."""
-    out = getattr(settings, "output_kafka", None)  # absent from older config trees
-    if isinstance(out, KafkaSettings) and out.bootstrap_servers:
-        return out
-    return settings.kafka
 
 
 @dataclass

@@ -12,7 +12,6 @@ record for de-duplication.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,13 +21,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from fink_broker.config import KafkaSettings, Settings
+from fink_broker.config import Settings
 from fink_broker.engine.canonical import canonical_columns
 from fink_broker.engine.filters import filter_inputs, topics_column
 from fink_broker.engine.kafka_options import spark_kafka_options
 from fink_broker.engine.outgoing import key_value, published_columns
 from fink_broker.engine.session import get_session
 from fink_broker.engine.triggers import trigger_kwargs
+from fink_broker.kafka_clients import outgoing_kafka
 from fink_broker.lake import Lake
 from fink_broker.plugins.filters import AlertFilter, discover_filters, filters_for, topic_name
 from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
@@ -38,14 +38,6 @@ from fink_broker.surveys.fields import CANONICAL_NAMES
 log = logging.getLogger(__name__)
 
 SERVICE = "distribution"
-
-
-def output_kafka(settings: Settings) -> KafkaSettings:
-    """The output cluster's settings (the input cluster when no bootstrap is configured)."""
-    out = settings.output_kafka
-    if out.bootstrap_servers:
-        return out
-    return dataclasses.replace(settings.kafka)
 
 
 def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
@@ -107,7 +99,7 @@ class DistributionBatchWriter:
         self.survey = survey
         self.filters = selected_filters(settings, survey)
         self.settings = settings
-        self.kafka_options = spark_kafka_options(output_kafka(settings))
+        self.kafka_options = spark_kafka_options(outgoing_kafka(settings))
         self.metrics = MetricsLog(settings, SERVICE)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -171,7 +163,7 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
         "distribution: %s %s -> %s, filters %s",
         survey,
         lake.science,
-        output_kafka(settings).bootstrap_servers,
+        outgoing_kafka(settings).bootstrap_servers,
         [f.name for f in writer.filters],
     )
     return (
