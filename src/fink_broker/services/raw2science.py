@@ -30,6 +30,7 @@ from fink_broker.engine.modules import (
 )
 from fink_broker.engine.session import get_session
 from fink_broker.engine.sinks import write_batch
+from fink_broker.engine.sources import archive_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
 from fink_broker.plugins import (
@@ -47,6 +48,8 @@ from fink_broker.surveys.fields import CANONICAL_NAMES, Cut
 log = logging.getLogger(__name__)
 
 SERVICE = "raw2science"
+#: how long a live raw2science waits for the raw archive to appear (a night is ~12 h)
+WAIT_FOR_ARCHIVE_S = 12 * 3600.0
 #: the provenance columns are constants of the run: the engine sets them on the JVM
 PROVENANCE_MODULE = "provenance"
 
@@ -184,13 +187,14 @@ class ScienceBatchWriter:
 
 
 def raw_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
-    """Streaming read of the survey's raw archive (schema from what is already archived)."""
-    lake = Lake(settings.paths.root, survey)
-    schema = spark.read.parquet(lake.raw).schema
-    return (
-        spark.readStream.schema(schema)
-        .option("maxFilesPerTrigger", settings.raw2science.max_files_per_trigger)
-        .parquet(lake.raw)
+    """Streaming read of the survey's raw archive; a live run waits for stream2raw's first
+    batch, a bounded (availableNow) run needs the archive to exist already."""
+    bounded = "availableNow" in trigger_kwargs(settings.raw2science.trigger)
+    return archive_stream(
+        spark,
+        Lake(settings.paths.root, survey).raw,
+        max_files_per_trigger=settings.raw2science.max_files_per_trigger,
+        wait_s=0.0 if bounded else WAIT_FOR_ARCHIVE_S,
     )
 
 
