@@ -23,5 +23,17 @@ if [ -f requirements-data.txt ]; then
   .venv/bin/pip install -q --no-deps -r requirements-data.txt
 fi
 
+# The PyPI fink-client, in its own venv: the compatibility test runs the client users install,
+# with its own pins, against our topics; inside .venv it would share (and hide) our versions.
+FINK_CLIENT_VERSION=12.3.0
+if ! .venv-fink-client/bin/python -c \
+    "import fink_client, sys; sys.exit(fink_client.__version__ != '$FINK_CLIENT_VERSION')" \
+    >/dev/null 2>&1; then
+  echo "== installing fink-client $FINK_CLIENT_VERSION in .venv-fink-client"
+  [ -x .venv-fink-client/bin/python ] || "$PYTHON" -m venv .venv-fink-client
+  echo '*' > .venv-fink-client/.gitignore  # .gitignore's ".venv/" does not cover it
+  .venv-fink-client/bin/pip install -q "fink-client==$FINK_CLIENT_VERSION"
+fi
+
 echo "== resolving JVM jars (Maven Central, cached in jvm-cache/)"
 .venv/bin/python -m fink_broker.infra.jars

@@ -24,10 +24,11 @@ from pyspark.sql.streaming import StreamingQuery
 from fink_broker.config import Settings
 from fink_broker.engine.canonical import canonical_columns
 from fink_broker.engine.filters import filter_inputs, topics_column
-from fink_broker.engine.kafka_options import spark_kafka_options
+from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
 from fink_broker.engine.outgoing import key_value, published_columns
 from fink_broker.engine.session import get_session
 from fink_broker.engine.triggers import trigger_kwargs
+from fink_broker.errors import FinkError
 from fink_broker.kafka_clients import outgoing_kafka
 from fink_broker.lake import Lake
 from fink_broker.plugins.filters import AlertFilter, discover_filters, filters_for, topic_name
@@ -99,8 +100,13 @@ class DistributionBatchWriter:
         self.survey = survey
         self.filters = selected_filters(settings, survey)
         self.settings = settings
-        self.kafka_options = spark_kafka_options(outgoing_kafka(settings))
+        self.kafka = outgoing_kafka(settings)
+        # the settings section an operator must fix when the output cluster refuses the login
+        self.kafka_section = "output_kafka" if settings.output_kafka.bootstrap_servers else "kafka"
+        self.kafka_options = spark_kafka_options(self.kafka)
         self.metrics = MetricsLog(settings, SERVICE)
+        #: the operator-facing error that failed a batch, re-raised as such by :func:`run`
+        self.failure: FinkError | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         start = time.monotonic()
@@ -117,7 +123,7 @@ class DistributionBatchWriter:
                 r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()
             }
             if per_topic:
-                messages.write.format("kafka").options(**self.kafka_options).save()
+                self._publish(messages, batch_id)
             rows_in = batch.count()
         finally:
             messages.unpersist()
@@ -139,6 +145,23 @@ class DistributionBatchWriter:
             metrics.duration_s,
         )
 
+    def _publish(self, messages: DataFrame, batch_id: int) -> None:
+        """Write the batch to its topics; refused credentials fail it with a clear error.
+
+        Spark's Kafka sink does not hang on a wrong password: the Kafka producer treats the
+        refusal as fatal and the task fails in seconds. But the error is a JVM stack trace
+        that names neither the setting nor the user, so it becomes a ``KafkaAuthError``.
+        """
+        try:
+            messages.write.format("kafka").options(**self.kafka_options).save()
+        except Exception as err:  # Py4JJavaError or a captured Spark error: both carry the cause
+            refused = refused_login(err, self.kafka, self.kafka_section)
+            if refused is None:
+                raise
+            log.error("batch=%d not published: %s", batch_id, refused)
+            self.failure = refused
+            raise refused from None
+
 
 def science_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
     """Streaming read of the survey's science archive."""
@@ -153,6 +176,13 @@ def science_source(spark: SparkSession, settings: Settings, survey: str) -> Data
 
 def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
     """Start the distribution query of the configured survey (non-blocking)."""
+    return _start(settings, spark)[0]
+
+
+def _start(
+    settings: Settings, spark: SparkSession | None = None
+) -> tuple[StreamingQuery, DistributionBatchWriter]:
+    """The query and its batch writer, whose ``failure`` :func:`run` reports."""
     spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
     survey = settings.stream2raw.survey
     lake = Lake(settings.paths.root, survey)
@@ -166,7 +196,7 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
         outgoing_kafka(settings).bootstrap_servers,
         [f.name for f in writer.filters],
     )
-    return (
+    query = (
         science_source(spark, settings, survey)
         .writeStream.queryName(f"{SERVICE}_{survey}")
         .foreachBatch(writer)
@@ -174,6 +204,7 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
         .trigger(**trigger_kwargs(settings.distribution.trigger))
         .start()
     )
+    return query, writer
 
 
 def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
@@ -197,5 +228,15 @@ def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
 
 
 def run(settings: Settings) -> None:
-    """Run the distribution until the archive is drained (availableNow) or until SIGTERM."""
-    await_with_graceful_stop(start(settings))
+    """Run the distribution until the archive is drained (availableNow) or until SIGTERM.
+
+    A failure the operator can act on (refused credentials) is raised as its ``FinkError``,
+    which the CLI prints as one line, not as the query's wrapped Python traceback.
+    """
+    query, writer = _start(settings)
+    try:
+        await_with_graceful_stop(query)
+    except Exception:  # StreamingQueryException, or the RuntimeError of a query seen ended
+        if writer.failure is not None:
+            raise writer.failure from None
+        raise
