@@ -27,6 +27,7 @@ from fink_broker.engine.filters import filter_inputs, topics_column
 from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
 from fink_broker.engine.outgoing import key_value, published_columns
 from fink_broker.engine.session import get_session
+from fink_broker.engine.sources import archive_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.errors import FinkError
 from fink_broker.kafka_clients import outgoing_kafka
@@ -39,6 +40,8 @@ from fink_broker.surveys.fields import CANONICAL_NAMES
 log = logging.getLogger(__name__)
 
 SERVICE = "distribution"
+#: how long a live distribution waits for the science archive to appear (a night is ~12 h)
+WAIT_FOR_ARCHIVE_S = 12 * 3600.0
 
 
 def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
@@ -164,13 +167,14 @@ class DistributionBatchWriter:
 
 
 def science_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
-    """Streaming read of the survey's science archive."""
-    lake = Lake(settings.paths.root, survey)
-    schema = spark.read.parquet(lake.science).schema
-    return (
-        spark.readStream.schema(schema)
-        .option("maxFilesPerTrigger", settings.distribution.max_files_per_trigger)
-        .parquet(lake.science)
+    """Streaming read of the survey's science archive; a live run waits for raw2science's
+    first batch, a bounded (availableNow) run needs the archive to exist already."""
+    bounded = "availableNow" in trigger_kwargs(settings.distribution.trigger)
+    return archive_stream(
+        spark,
+        Lake(settings.paths.root, survey).science,
+        max_files_per_trigger=settings.distribution.max_files_per_trigger,
+        wait_s=0.0 if bounded else WAIT_FOR_ARCHIVE_S,
     )
 
 
