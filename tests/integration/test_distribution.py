@@ -91,6 +91,7 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
         *[n for n in names if n not in inputs],
     ).toPandas()
     rows = {r[adapter.alert_id]: r.asDict(recursive=True) for r in science.collect()}
+    nights = {alert_id: row["night"] for alert_id, row in rows.items()}
     total = 0
     for f in filters:
         expected = set(frame.loc[run_filter(f, frame[list(f.inputs)]), adapter.alert_id])
@@ -105,4 +106,9 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
             archived = rows[record[adapter.alert_id]]
             assert differences(utc_naive(record), archived) == [], f.name
         total += len(got)
+        # the dry run counts the same selection, night by night, without publishing
+        for night in sorted(set(nights.values())):
+            passed, alerts = distribution.dry_run(settings, f.name, night)
+            assert alerts == sum(1 for n in nights.values() if n == night)
+            assert passed == sum(1 for i in expected if nights[i] == night), (f.name, night)
     assert total > 0, "the real alerts selected by no filter: the test checks nothing"
