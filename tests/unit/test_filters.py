@@ -29,6 +29,7 @@ from fink_broker.plugins import (
     topic_name,
 )
 from fink_broker.plugins import filters as filters_mod
+from fink_broker.plugins import registry as registry_mod
 from fink_broker.surveys import SURVEYS, get_adapter
 from fink_broker.surveys.fields import CANONICAL_NAMES
 
@@ -235,7 +236,8 @@ def test_builtins_serve_every_survey_and_read_only_declared_columns(survey):
 
 def _fake_points(monkeypatch, *entries: tuple[str, str]) -> None:
     points = [EntryPoint(name, value, "test.filters") for name, value in entries]
-    monkeypatch.setattr(filters_mod, "entry_points", lambda group: points)
+    # filters are discovered by the registry shared with science modules
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: points)
 
 
 def test_entry_point_errors_name_the_plugin(monkeypatch):

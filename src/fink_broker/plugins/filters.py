@@ -40,13 +40,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 
 import pandas as pd
 from pandas.api import types as ptypes
 
 from fink_broker.plugins.module import ContractError, FailurePolicy
-from fink_broker.plugins.registry import PluginError
+from fink_broker.plugins.registry import load_plugins
 
 log = logging.getLogger(__name__)
 
@@ -272,42 +271,14 @@ def published_columns(f: AlertFilter, available: Iterable[str]) -> list[str]:
 # Registry
 
 
-def _load(entry: EntryPoint) -> AlertFilter:
-    where = f"entry point {entry.name!r} = {entry.value!r} ({entry.group})"
-    try:
-        obj = entry.load()
-    except Exception as error:  # re-raised with the entry point named, for the operator
-        raise PluginError(f"cannot load {where}: {type(error).__name__}: {error}") from error
-    if not isinstance(obj, AlertFilter):
-        raise PluginError(f"{where} is a {type(obj).__name__}, not an AlertFilter")
-    if obj.name != entry.name:
-        raise PluginError(f"{where} names filter {obj.name!r}; the two names must agree")
-    return obj
-
-
 def discover_filters(
     group: str = FILTER_GROUP, *, skip_broken: bool = False
 ) -> dict[str, AlertFilter]:
-    """Every filter installed in this environment, by name (sorted).
+    """Every filter installed in this environment, by name (see ``registry.load_plugins``).
 
-    Built-in filters are registered in ``pyproject.toml`` exactly like third-party ones. A
-    broken plugin raises :class:`PluginError` by default, so a typo does not silently drop
-    a topic in production; ``skip_broken=True`` logs and skips it instead.
+    Built-in filters are registered in ``pyproject.toml`` exactly like third-party ones.
     """
-    found: dict[str, AlertFilter] = {}
-    for entry in sorted(entry_points(group=group), key=lambda e: e.name):
-        try:
-            f = _load(entry)
-        except PluginError:
-            if not skip_broken:
-                raise
-            log.exception("skipping broken filter %s", entry.name)
-            continue
-        if f.name in found:
-            raise PluginError(f"two entry points declare filter {f.name!r}")
-        found[f.name] = f
-    log.debug("discovered %d filters in %s: %s", len(found), group, ", ".join(found))
-    return found
+    return load_plugins(group, AlertFilter, "filter", skip_broken=skip_broken)
 
 
 def _values(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
+from typing import TypeVar
 
 from fink_broker.plugins.module import ScienceModule
 
@@ -19,43 +20,55 @@ log = logging.getLogger(__name__)
 SCIENCE_GROUP = "fink_broker.science_modules"
 
 
+P = TypeVar("P")
+
+
 class PluginError(RuntimeError):
     """An entry point that cannot be loaded or does not name a valid module."""
 
 
-def _load(entry: EntryPoint) -> ScienceModule:
-    where = f"entry point {entry.name!r} = {entry.value!r} ({entry.group})"
-    try:
-        obj = entry.load()
-    except Exception as error:  # re-raised with the entry point named, for the operator
-        raise PluginError(f"cannot load {where}: {type(error).__name__}: {error}") from error
-    if not isinstance(obj, ScienceModule):
-        raise PluginError(f"{where} is a {type(obj).__name__}, not a ScienceModule")
-    if obj.name != entry.name:
-        raise PluginError(f"{where} names module {obj.name!r}; the two names must agree")
-    return obj
+def load_plugins(group: str, kind: type[P], noun: str, *, skip_broken: bool) -> dict[str, P]:
+    """Every object of type ``kind`` registered in the entry-point ``group``, by name (sorted).
 
-
-def discover(group: str = SCIENCE_GROUP, *, skip_broken: bool = False) -> dict[str, ScienceModule]:
-    """Every science module installed in this environment, by name (sorted).
-
-    A broken third-party plugin raises :class:`PluginError` by default, so a typo does not
-    silently drop a module from production; ``skip_broken=True`` logs and skips it instead.
+    Science modules and filters are discovered the same way. A broken third-party plugin
+    raises :class:`PluginError` by default, so a typo does not silently drop a module or a
+    topic from production; ``skip_broken=True`` logs and skips it instead. An entry point's
+    name must equal the plugin's own ``name``.
     """
-    found: dict[str, ScienceModule] = {}
+    found: dict[str, P] = {}
     for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+        where = f"entry point {entry.name!r} = {entry.value!r} ({entry.group})"
         try:
-            module = _load(entry)
+            try:
+                obj = entry.load()
+            except Exception as error:  # re-raised with the entry point named, for the operator
+                raise PluginError(
+                    f"cannot load {where}: {type(error).__name__}: {error}"
+                ) from error
+            if not isinstance(obj, kind):
+                article = "an" if kind.__name__[0] in "AEIOU" else "a"
+                raise PluginError(
+                    f"{where} is a {type(obj).__name__}, not {article} {kind.__name__}"
+                )
+            if obj.name != entry.name:  # type: ignore[attr-defined]
+                raise PluginError(
+                    f"{where} names {noun} {obj.name!r}; the two names must agree"  # type: ignore[attr-defined]
+                )
         except PluginError:
             if not skip_broken:
                 raise
-            log.exception("skipping broken science module %s", entry.name)
+            log.exception("skipping broken %s %s", noun, entry.name)
             continue
-        if module.name in found:
-            raise PluginError(f"two entry points declare science module {module.name!r}")
-        found[module.name] = module
-    log.debug("discovered %d science modules in %s: %s", len(found), group, ", ".join(found))
+        if entry.name in found:
+            raise PluginError(f"two entry points declare {noun} {entry.name!r}")
+        found[entry.name] = obj
+    log.debug("discovered %d %ss in %s: %s", len(found), noun, group, ", ".join(found))
     return found
+
+
+def discover(group: str = SCIENCE_GROUP, *, skip_broken: bool = False) -> dict[str, ScienceModule]:
+    """Every science module installed in this environment, by name (see :func:`load_plugins`)."""
+    return load_plugins(group, ScienceModule, "module", skip_broken=skip_broken)
 
 
 def modules_for(
