@@ -150,8 +150,9 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(spark, local_kafka, dat
     config = tmp_path / "fink.toml"
     config.write_text(dump_toml(settings))
     ensure_topic(settings.kafka, topic, 4)
-    # The simulator replays at 150 alerts/s (33 s), started first; stream2raw is killed
-    # while it runs.
+    # The simulator replays at 125 alerts/s (40 s), started once the stream2raw query runs
+    # (a Spark session takes 5-20 s to start, longer on a loaded machine); stream2raw is
+    # killed after two committed micro-batches, while the replay still runs.
     replayed: dict[str, object] = {}
 
     def send() -> None:
@@ -162,13 +163,12 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(spark, local_kafka, dat
                 folder=datasim / "ztf",
                 topic=topic,
                 repeat=n_alerts // 50,
-                rate=150,
+                rate=125,
             )
         except Exception as err:  # reported by the assertion below
             replayed["error"] = err
 
     sender = threading.Thread(target=send)
-    sender.start()
     first = _fink(config, "start", "stream2raw", "--foreground")
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True).start()
@@ -176,6 +176,7 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(spark, local_kafka, dat
     while not any("stream2raw: ztf topic" in line for line in lines):
         assert first.poll() is None and time.monotonic() < deadline, "".join(lines)
         time.sleep(0.2)
+    sender.start()
     while _batches_committed(settings) < 2:
         assert first.poll() is None and time.monotonic() < deadline + 60, "".join(lines)
         time.sleep(0.1)
