@@ -156,6 +156,70 @@ class DistributionSettings:
 
 
 @dataclass
+class HBaseSettings:
+    """The HBase science archive, reached through its Thrift (v1) gateway (happybase)."""
+
+    #: Thrift gateway host: 127.0.0.1 for `fink start hbase`, a cluster's Thrift server otherwise
+    thrift_host: str = "127.0.0.1"
+    #: Thrift gateway port (the local gateway listens there too)
+    thrift_port: int = 9090
+    #: Thrift transport of the gateway: buffered (HBase's default) or framed
+    transport: Literal["buffered", "framed"] = "buffered"
+    #: Thrift protocol of the gateway: binary (HBase's default) or compact
+    protocol: Literal["binary", "compact"] = "binary"
+    #: prefix of every table name: <namespace>_<survey>_<table>
+    namespace: str = "fink"
+    #: seconds a Thrift call may take before the client gives up
+    timeout_s: float = 60.0
+    #: rows sent per Thrift mutateRows call
+    batch_size: int = 200
+
+
+@dataclass
+class LocalHBaseSettings:
+    """The standalone HBase (master, region server, ZooKeeper) that `fink start hbase` runs."""
+
+    #: client port of HBase's own ZooKeeper
+    zookeeper_port: int = 2181
+    #: RPC port of the master
+    master_port: int = 16000
+    #: RPC port of the region server
+    regionserver_port: int = 16020
+    #: JVM heap of the master/region server
+    heap: str = "1g"
+    #: JVM heap of the Thrift gateway
+    thrift_heap: str = "256m"
+
+
+@dataclass
+class ArchiveSettings:
+    """Science Parquet -> HBase main table, index tables and cutouts."""
+
+    #: "availableNow" archives what the science archive holds and exits; else a processing time
+    trigger: str = "30 seconds"
+    #: upper bound of science Parquet files per micro-batch
+    max_files_per_trigger: int = 50
+    #: store the image cutouts in HBase (one row per alert, retrievable by alert id)
+    cutouts: bool = True
+
+
+@dataclass
+class ApiSettings:
+    """The REST API over the HBase archive (`fink start api`)."""
+
+    #: address the API binds to (127.0.0.1: this machine only)
+    host: str = "127.0.0.1"
+    #: port of the API
+    port: int = 8000
+    #: largest cone-search radius accepted, in arcsec (5 degrees, as Fink's API)
+    max_radius_arcsec: float = 18000.0
+    #: most object ids accepted in one /objects request
+    max_objects: int = 100
+    #: most alerts one /latests, /conesearch or /sso answer returns
+    max_results: int = 10000
+
+
+@dataclass
 class SimulatorSettings:
     """Replay of alert files into Kafka."""
 
@@ -194,6 +258,10 @@ class Settings:
             bootstrap_servers="", sasl_password_env="FINK_OUTPUT_KAFKA_PASSWORD"
         )
     )
+    hbase: HBaseSettings = field(default_factory=HBaseSettings)
+    local_hbase: LocalHBaseSettings = field(default_factory=LocalHBaseSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     checkstream: CheckstreamSettings = field(default_factory=CheckstreamSettings)
     #: the config file this tree was read from, if any

@@ -1,11 +1,13 @@
 """Resolve the JVM jars Fink needs locally, once, into a cache directory.
 
-Three things live under ``settings.paths.jar_cache`` (a relative path resolves against the
+Four things live under ``settings.paths.jar_cache`` (a relative path resolves against the
 current directory):
 
 - ``kafka-broker/``: the Apache Kafka broker and its logging backend (``maven/kafka-broker.xml``);
 - ``spark-connectors/``: the Spark Kafka source/sink and spark-avro, restricted to the jars the
   pyspark wheel does not already ship (``maven/spark-connectors.xml``);
+- ``hbase/``: the standalone HBase (master, region server, ZooKeeper) and its Thrift gateway
+  (``maven/hbase.xml``);
 - ``fink-jvm/fink-jvm-<hash>.jar``: Fink's own Java functions (``infra/java``), compiled
   against the pyspark jars.
 
@@ -45,7 +47,7 @@ JAVA_DIR = _HERE / "java"
 CONF_DIR = _HERE / "conf"
 
 #: the Maven manifests, by cache folder name
-MAVEN_FOLDERS = ("kafka-broker", "spark-connectors")
+MAVEN_FOLDERS = ("kafka-broker", "spark-connectors", "hbase")
 #: Java release the Fink functions are compiled for (Spark 4 needs Java 17+)
 JAVA_RELEASE = "17"
 #: name of the file, inside a resolved folder, that records the sha256 of its POM
@@ -257,6 +259,18 @@ def kafka_classpath(settings: Settings, *, log: Callable[[str], None] = log.info
         return _maven_folder(cache, "kafka-broker", log)
 
 
+def hbase_classpath(settings: Settings, *, log: Callable[[str], None] = log.info) -> list[Path]:
+    """Jars of the local standalone HBase and its Thrift gateway (``maven/hbase.xml``)."""
+    cache = jar_cache_dir(settings)
+    with _cache_lock(cache):
+        return _maven_folder(cache, "hbase", log)
+
+
+def hbase_log4j_conf() -> Path:
+    """The packaged log4j (reload4j) configuration of the local HBase JVMs."""
+    return CONF_DIR / "hbase-log4j.properties"
+
+
 def resolve_jars(settings: Settings, *, log: Callable[[str], None] = log.info) -> JarSet:
     """Resolve (or reuse) every cached jar and return the Spark and Kafka classpaths.
 
@@ -284,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         started = time.monotonic()
-        jars = resolve_jars(settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        jars = resolve_jars(settings, log=progress)
+        hbase = hbase_classpath(settings, log=progress)
     except (ConfigError, JvmToolError, JarResolutionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -295,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kafka broker classpath ({len(jars.kafka_classpath)} jars):")
     for jar in jars.kafka_classpath:
         print(f"  {jar.name}")
+    print(f"hbase classpath ({len(hbase)} jars): {hbase[0].parent if hbase else '-'}")
     print(f"spark log4j2 configuration: {spark_log4j_conf()}")
     return 0
 

@@ -22,7 +22,6 @@ import base64
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from fink_broker.config import Settings, kafka_password
 from fink_broker.errors import FinkError
 from fink_broker.infra import processes
 from fink_broker.infra.jars import find_jvm_tool, kafka_classpath, kafka_log4j_conf
+from fink_broker.infra.ports import port_in_use
+from fink_broker.infra.processes import log_tail
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +127,6 @@ def server_properties(settings: Settings, *, sasl: bool = False) -> str:
     return header + "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def _port_in_use(port: int) -> bool:
-    """True if something listens on 127.0.0.1:port (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def _new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as Kafka's Uuid)."""
     while True:
@@ -176,17 +166,6 @@ def _format_storage(java: str, classpath: str, props: Path, data_dir: Path) -> s
 
 def _tail_text(text: str, lines: int) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _tail_file(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return f"({path} is missing)"
-    return f"--- {path} (last lines) ---\n{_tail_text(text, lines)}"
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -382,7 +361,7 @@ def start_kafka(
     if len(set(named_ports.values())) < len(named_ports):
         raise KafkaStartError(f"local_kafka ports must differ: {named_ports}")
     for key, port in named_ports.items():
-        if _port_in_use(port):
+        if port_in_use(port):
             raise KafkaStartError(
                 f"127.0.0.1:{port} is already in use by a process Fink did not start; "
                 f"choose another local_kafka.{key} (env FINK_LOCAL_KAFKA_{key.upper()})"
@@ -449,7 +428,7 @@ def start_kafka(
     except KafkaStartError as err:
         with contextlib.suppress(Exception):
             processes.stop(settings, SERVICE, timeout=10.0)
-        logs = "\n".join(_tail_file(p) for p in (logs_dir / "console.log", server_log))
+        logs = "\n".join(log_tail(p) for p in (logs_dir / "console.log", server_log))
         raise KafkaStartError(f"{err}\n{logs}") from None
     log.info(
         "Kafka broker ready on %s in %.1f s (PID %d, data %s)",

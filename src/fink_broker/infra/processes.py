@@ -364,6 +364,19 @@ def stop(settings: Settings, name: str, *, timeout: float = 30.0) -> bool:
     return True
 
 
+def log_tail(path: str | os.PathLike[str], lines: int = 40) -> str:
+    """The last ``lines`` of a service log, headed by its path, for a start-up error message."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return f"({path} is missing)"
+    tail = "\n".join(text.strip().splitlines()[-lines:])
+    return f"--- {path} (last lines) ---\n{tail}"
+
+
 def usage(record: ServiceRecord, *, interval: float = 0.2) -> dict[str, float | int]:
     """CPU and memory of a service and its children, for ``fink show``.
 
