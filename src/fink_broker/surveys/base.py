@@ -82,6 +82,25 @@ class SurveyAdapter(Protocol):
         ...
 
 
+def alert_struct(adapter: SurveyAdapter) -> str:
+    """The struct that holds the alert's own measurement (ZTF ``candidate``, Rubin
+    ``diaSource``): the one that carries the observation time.
+
+    >>> from fink_broker.surveys import get_adapter
+    >>> alert_struct(get_adapter("ztf")), alert_struct(get_adapter("rubin"))
+    ('candidate', 'diaSource')
+    """
+    return adapter.time.split(".")[0]
+
+
+def survey_fields(adapter: SurveyAdapter) -> frozenset[str]:
+    """Top-level field names of every schema version the survey sends."""
+    names: set[str] = set()
+    for wire in adapter.wire_schemas():
+        names.update(f["name"] for f in json.loads(wire.json)["fields"])
+    return frozenset(names)
+
+
 def default_topic(adapter: SurveyAdapter, night: str | None = None) -> str:
     """The survey's default input topic, filled in (``{night}``: UTC today by default).
 

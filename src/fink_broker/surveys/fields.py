@@ -85,6 +85,10 @@ CANONICAL_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("uplim_mjd", _L, "d", "times of previous non-detections, ascending (ZTF only)"),
     ColumnSpec("uplim_band", _S, "", "bands of uplim_mjd"),
     ColumnSpec("uplim_maglim", _L, "mag", "5-sigma limiting magnitudes of uplim_mjd"),
+    ColumnSpec("forced_mjd", _L, "d", "times of forced photometry, ascending (Rubin only)"),
+    ColumnSpec("forced_band", _S, "", "bands of forced_mjd"),
+    ColumnSpec("forced_flux", _L, "nJy", "forced PSF difference fluxes of forced_mjd"),
+    ColumnSpec("forced_fluxerr", _L, "nJy", "errors of forced_flux"),
 )
 CANONICAL_NAMES: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS)
 _SPECS = {c.name: c for c in CANONICAL_COLUMNS}

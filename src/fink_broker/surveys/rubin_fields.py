@@ -8,7 +8,7 @@ Why these choices:
   ``magerr = 1.0857 * err / flux`` exist only for positive fluxes (null otherwise).
 * History = ``prvDiaSources`` (previous detections, 12 months back) plus the current
   ``diaSource``. ``prvDiaForcedSources`` are forced photometry, not limits, so ``uplim_*``
-  is null for Rubin.
+  is null for Rubin; they become the ``forced_*`` arrays (flux and error, nJy) instead.
 * ``objectId`` is ``diaObjectId`` as text; the pipeline sets it to 0 when the source is
   attributed to a Solar System object instead, which becomes null here.
 * Solar System: the packed MPC designation names the object (v9 ``MPCORB.mpcDesignation``,
@@ -41,6 +41,8 @@ from fink_broker.surveys.fields import (
 
 #: previous detections plus the current diaSource
 DETECTIONS = Epochs("prvDiaSources", time="midpointMjdTai", current_time="diaSource.midpointMjdTai")
+#: forced photometry at the object's position on earlier visits (12 months back)
+FORCED = Epochs("prvDiaForcedSources", time="midpointMjdTai")
 
 
 def _src(name: str) -> str:
@@ -90,6 +92,10 @@ CANONICAL: dict[str, Transform] = {
     "uplim_mjd": Const(None),
     "uplim_band": Const(None),
     "uplim_maglim": Const(None),
+    "forced_mjd": History(FORCED, Field("midpointMjdTai")),
+    "forced_band": History(FORCED, Field("band")),
+    "forced_flux": History(FORCED, Field("psfFlux")),
+    "forced_fluxerr": History(FORCED, Field("psfFluxErr")),
 }
 check_table(CANONICAL)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from fink_broker.surveys.fields import (
     BandMap,
+    Const,
     Cut,
     Epochs,
     Field,
@@ -83,6 +84,11 @@ CANONICAL: dict[str, Transform] = {
     "uplim_mjd": History(NON_DETECTIONS, _mjd("jd")),
     "uplim_band": History(NON_DETECTIONS, BandMap("fid", FID_TO_BAND)),
     "uplim_maglim": History(NON_DETECTIONS, Field("diffmaglim")),
+    # ZTF alerts carry no forced photometry (it is a separate, on-demand service)
+    "forced_mjd": Const(None),
+    "forced_band": Const(None),
+    "forced_flux": Const(None),
+    "forced_fluxerr": Const(None),
 }
 check_table(CANONICAL)
 
