@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fink_broker.config import Settings, load_settings
-from fink_broker.infra import kafka_local, processes
+from fink_broker.infra import hbase_local, kafka_local, processes
 
 REPO = Path(__file__).resolve().parents[2]
 JAR_CACHE = REPO / "jvm-cache"
@@ -40,6 +40,15 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
+def _state_overrides(state_dir: Path) -> dict[str, str]:
+    """A test component's run state and data under ``state_dir``, the repo's jar cache."""
+    return {
+        "paths.state_dir": str(state_dir),
+        "paths.root": str(state_dir / "lake"),
+        "paths.jar_cache": str(JAR_CACHE),
+    }
+
+
 def kafka_settings(state_dir: Path) -> Settings:
     """Settings of a test broker: ``state_dir``, free ports, the shared jar cache.
 
@@ -52,9 +61,7 @@ def kafka_settings(state_dir: Path) -> Settings:
         None,
         env={},
         overrides={
-            "paths.state_dir": str(state_dir),
-            "paths.root": str(state_dir / "lake"),
-            "paths.jar_cache": str(JAR_CACHE),
+            **_state_overrides(state_dir),
             "local_kafka.port": port,
             "local_kafka.controller_port": controller_port,
             "local_kafka.partitions": 2,
@@ -90,3 +97,32 @@ def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka
     settings = kafka_settings(tmp_path_factory.mktemp("kafka-state"))
     with running_kafka(settings) as kafka:
         yield kafka
+
+
+def hbase_settings(state_dir: Path) -> Settings:
+    """Settings of a test HBase: ``state_dir`` (data under ``state_dir/lake/hbase``), free
+    loopback ports for ZooKeeper, master, region server and Thrift, the shared jar cache."""
+    zookeeper, master, regionserver, thrift = free_ports(4)
+    return load_settings(
+        None,
+        env={},
+        overrides={
+            **_state_overrides(state_dir),
+            "local_hbase.zookeeper_port": zookeeper,
+            "local_hbase.master_port": master,
+            "local_hbase.regionserver_port": regionserver,
+            "hbase.thrift_port": thrift,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def local_hbase(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One standalone HBase + Thrift gateway for the session (starts in 15-40 s); tests
+    keep apart through their own ``hbase.namespace``."""
+    settings = hbase_settings(tmp_path_factory.mktemp("hbase-state"))
+    hbase_local.start_hbase(settings)
+    try:
+        yield settings
+    finally:
+        hbase_local.stop_hbase(settings, timeout=60)

@@ -13,6 +13,8 @@ import time
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
+from fink_broker.engine.triggers import trigger_kwargs
+
 log = logging.getLogger(__name__)
 
 
@@ -39,4 +41,26 @@ def archive_stream(
         spark.readStream.schema(schema)
         .option("maxFilesPerTrigger", max_files_per_trigger)
         .parquet(path)
+    )
+
+
+def upstream_stream(
+    spark: SparkSession,
+    path: str,
+    *,
+    trigger: str,
+    max_files_per_trigger: int,
+    wait_live_s: float,
+) -> DataFrame:
+    """The stream a service reads from its upstream archive, under its trigger.
+
+    A live run (processing-time trigger) waits up to ``wait_live_s`` for the upstream's
+    first batch; a bounded run (``availableNow``) needs the archive to exist already.
+    """
+    bounded = "availableNow" in trigger_kwargs(trigger)
+    return archive_stream(
+        spark,
+        path,
+        max_files_per_trigger=max_files_per_trigger,
+        wait_s=0.0 if bounded else wait_live_s,
     )

@@ -27,7 +27,7 @@ from fink_broker.engine.filters import filter_inputs, topics_column
 from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
 from fink_broker.engine.outgoing import key_value, published_columns
 from fink_broker.engine.session import get_session
-from fink_broker.engine.sources import archive_stream
+from fink_broker.engine.sources import upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.errors import FinkError
 from fink_broker.kafka_clients import outgoing_kafka
@@ -169,12 +169,12 @@ class DistributionBatchWriter:
 def science_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
     """Streaming read of the survey's science archive; a live run waits for raw2science's
     first batch, a bounded (availableNow) run needs the archive to exist already."""
-    bounded = "availableNow" in trigger_kwargs(settings.distribution.trigger)
-    return archive_stream(
+    return upstream_stream(
         spark,
         Lake(settings.paths.root, survey).science,
+        trigger=settings.distribution.trigger,
         max_files_per_trigger=settings.distribution.max_files_per_trigger,
-        wait_s=0.0 if bounded else WAIT_FOR_ARCHIVE_S,
+        wait_live_s=WAIT_FOR_ARCHIVE_S,
     )
 
 

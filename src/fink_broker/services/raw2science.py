@@ -30,7 +30,7 @@ from fink_broker.engine.modules import (
 )
 from fink_broker.engine.session import get_session
 from fink_broker.engine.sinks import write_batch
-from fink_broker.engine.sources import archive_stream
+from fink_broker.engine.sources import upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
 from fink_broker.plugins import (
@@ -189,12 +189,12 @@ class ScienceBatchWriter:
 def raw_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:
     """Streaming read of the survey's raw archive; a live run waits for stream2raw's first
     batch, a bounded (availableNow) run needs the archive to exist already."""
-    bounded = "availableNow" in trigger_kwargs(settings.raw2science.trigger)
-    return archive_stream(
+    return upstream_stream(
         spark,
         Lake(settings.paths.root, survey).raw,
+        trigger=settings.raw2science.trigger,
         max_files_per_trigger=settings.raw2science.max_files_per_trigger,
-        wait_s=0.0 if bounded else WAIT_FOR_ARCHIVE_S,
+        wait_live_s=WAIT_FOR_ARCHIVE_S,
     )
 
 
