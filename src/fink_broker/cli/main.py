@@ -1,6 +1,7 @@
 """The ``fink`` command: parse -> settings -> service.
 
-Verbs: ``init``, ``start <service>``, ``stop <service|all>``, ``show``, ``simulator``.
+Verbs: ``init``, ``start <service>``, ``stop <service|all>``, ``show``, ``modules``,
+``filters``, ``archive``, ``simulator``, ``consume`` (parser: ``cli/parser.py``).
 Services run in the background with a PID file and a log file (``--foreground`` keeps them
 attached); ``stop`` only ever signals processes recorded in Fink's own PID files.
 """
@@ -11,176 +12,20 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fink_broker import __version__
+from fink_broker.cli.parser import DEFAULT_CONFIG, build_parser
 from fink_broker.config import ConfigError, Settings, dump_toml, load_settings
 from fink_broker.errors import FinkError
 from fink_broker.lake import Lake
 
 log = logging.getLogger("fink")
 
-DEFAULT_CONFIG = "fink.toml"
 #: set in the environment of a service that `fink start` launched in the background, so the
 #: child does not register itself a second time
 SUPERVISED_ENV = "FINK_SUPERVISED"
-
-
-def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    # Sub-commands accept the same options after the verb; SUPPRESS keeps a value given
-    # before the verb from being overwritten by the sub-parser's default.
-    default = None if top else argparse.SUPPRESS
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=default,
-        help=f"config file (default: $FINK_CONFIG, else ./{DEFAULT_CONFIG} if present)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="INFO" if top else argparse.SUPPRESS,
-        help="Python log level (default INFO)",
-    )
-
-
-def _service_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--foreground", action="store_true", help="run attached to this terminal")
-    parser.add_argument(
-        "--simulator",
-        action="store_true",
-        help="read from the local Kafka broker started by `fink start kafka`",
-    )
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
-    parser.add_argument("--root", help="data root, local path or Hadoop URI (paths.root)")
-    parser.add_argument("--master", help="Spark master (spark.master)")
-
-
-def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
-    parser.add_argument("--topic", help="input topic (default: the survey's topic of the night)")
-    parser.add_argument(
-        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "2 seconds"'
-    )
-    parser.add_argument("--starting-offsets", choices=["earliest", "latest"])
-    parser.add_argument("--max-offsets-per-trigger", type=int)
-
-
-def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
-    parser.add_argument(
-        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
-    )
-    parser.add_argument(
-        "--noscience", action="store_true", default=None, help="quality cuts only, no module"
-    )
-    parser.add_argument("--modules", help="comma-separated modules to run (default: all)")
-    parser.add_argument(
-        "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
-    )
-
-
-def _distribution_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
-    parser.add_argument(
-        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
-    )
-    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
-    parser.add_argument(
-        "--no-cutouts",
-        dest="cutouts",
-        action="store_false",
-        default=None,
-        help="publish the alerts without their image cutouts",
-    )
-
-
-def _kafka_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
-    parser.add_argument("--controller-port", type=int, help="KRaft controller port")
-    parser.add_argument("--sasl", action="store_true", help="add a SASL/SCRAM listener (sasl_port)")
-
-
-def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
-    from fink_broker.services import checkstream
-
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
-    checkstream.add_arguments(parser)
-
-
-#: service -> (help, flag adder)
-SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
-    "kafka": ("local single-node Kafka broker (KRaft) on 127.0.0.1", _kafka_flags),
-    "stream2raw": ("Kafka alert stream -> decoded alerts -> raw Parquet", _stream2raw_flags),
-    "raw2science": (
-        "raw Parquet -> quality cuts -> science modules -> science Parquet",
-        _raw2science_flags,
-    ),
-    "distribution": (
-        "science Parquet -> filters -> one Kafka topic per filter",
-        _distribution_flags,
-    ),
-    "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line; each service has its own ``-h``."""
-    parser = argparse.ArgumentParser(
-        prog="fink",
-        description="Fink alert broker: run and inspect its services.",
-    )
-    parser.add_argument("--version", action="version", version=f"fink {__version__}")
-    _common(parser, top=True)
-    verbs = parser.add_subparsers(dest="verb", metavar="<verb>")
-
-    init = verbs.add_parser("init", help="create the data root and write an editable config")
-    _common(init)
-    init.add_argument("--root", help="data root to create (paths.root)")
-    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
-
-    start = verbs.add_parser("start", help="start a service")
-    services = start.add_subparsers(dest="service", metavar="<service>")
-    for name, (help_text, add_flags) in SERVICES.items():
-        sub = services.add_parser(name, help=help_text, description=help_text)
-        _common(sub)
-        _service_flags(sub)
-        add_flags(sub)
-
-    stop = verbs.add_parser("stop", help="stop a service started by fink (or all of them)")
-    _common(stop)
-    stop.add_argument("service", help=f"one of {', '.join(SERVICES)} or all")
-    stop.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL")
-
-    show = verbs.add_parser("show", help="list running services with PID, uptime, CPU, memory")
-    _common(show)
-
-    modules = verbs.add_parser("modules", help="science modules: list what is installed")
-    _common(modules)
-    modules.add_argument("action", choices=["list"], help="list: modules with their columns")
-    modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
-
-    filters = verbs.add_parser("filters", help="filters: list them, or dry-run one on a night")
-    _common(filters)
-    filters.add_argument("action", choices=["list", "test"])
-    filters.add_argument("name", nargs="?", help="filter to test")
-    filters.add_argument("--night", help="YYYYMMDD night of the science archive (test)")
-    filters.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
-    filters.add_argument("--root", help="data root (paths.root)")
-
-    sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
-    _common(sim)
-    from fink_broker.simulator import cli as simulator_cli
-
-    simulator_cli.add_arguments(sim)
-
-    consume = verbs.add_parser("consume", help="read Fink topics: print or save the alerts")
-    _common(consume)
-    from fink_broker.services import consume as consume_service
-
-    consume_service.add_arguments(consume)
-    return parser
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
@@ -193,28 +38,40 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 def _section_of(args: argparse.Namespace) -> str:
     """The config section a service's own flags (e.g. --trigger) belong to."""
-    service = getattr(args, "service", None)
-    return service if service in ("raw2science", "distribution") else "stream2raw"
+    service = getattr(args, "service", None) or getattr(args, "verb", None)
+    return service if service in ("raw2science", "distribution", "archive") else "stream2raw"
+
+
+#: the setting that a service's --port flag sets
+_PORT_OF = {"kafka": "local_kafka.port", "api": "api.port"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Layer the flags of ``args`` over the config file and environment."""
+    section = _section_of(args)
     flags: dict[str, Any] = {
         "paths.root": getattr(args, "root", None),
         "spark.master": getattr(args, "master", None),
         "kafka.bootstrap_servers": getattr(args, "bootstrap", None),
         "stream2raw.survey": getattr(args, "survey", None),
         "stream2raw.topic": getattr(args, "topic", None),
-        f"{_section_of(args)}.trigger": getattr(args, "trigger", None),
+        f"{section}.trigger": getattr(args, "trigger", None),
         "raw2science.noscience": getattr(args, "noscience", None),
         "raw2science.modules": getattr(args, "modules", None),
         "raw2science.failure_policy": getattr(args, "failure_policy", None),
         "distribution.filters": getattr(args, "filters", None),
-        "distribution.cutouts": getattr(args, "cutouts", None),
+        f"{section if section == 'archive' else 'distribution'}.cutouts": getattr(
+            args, "cutouts", None
+        ),
         "stream2raw.starting_offsets": getattr(args, "starting_offsets", None),
         "stream2raw.max_offsets_per_trigger": getattr(args, "max_offsets_per_trigger", None),
-        "local_kafka.port": getattr(args, "port", None),
+        _PORT_OF.get(getattr(args, "service", None) or "", "local_kafka.port"): getattr(
+            args, "port", None
+        ),
         "local_kafka.controller_port": getattr(args, "controller_port", None),
+        "hbase.thrift_port": getattr(args, "thrift_port", None),
+        "local_hbase.zookeeper_port": getattr(args, "zookeeper_port", None),
+        "api.host": getattr(args, "host", None),
     }
     settings = load_settings(_config_path(args), overrides=flags)
     if getattr(args, "simulator", False):
@@ -254,6 +111,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     root = settings.paths.root
     print(f"data root {root}: raw/ science/ checkpoints/ quarantine/ logs/ ready")
+    if args.hbase:
+        from fink_broker.services.archive import create_tables
+
+        for survey in SURVEYS:
+            made = create_tables(settings, survey)
+            print(f"HBase tables of {survey}: {', '.join(made) if made else 'already there'}")
     return 0
 
 
@@ -281,6 +144,13 @@ def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not args.foreground:
             print(f"kafka running: pid {record.pid}, 127.0.0.1:{settings.local_kafka.port}")
         return 0
+    if args.service == "hbase":
+        from fink_broker.infra.hbase_local import start_hbase
+
+        records = start_hbase(settings, foreground=args.foreground)
+        pids = ", ".join(f"{r.name} {r.pid}" for r in records)
+        print(f"hbase running: pids {pids}, Thrift 127.0.0.1:{settings.hbase.thrift_port}")
+        return 0
     supervised = os.environ.get(SUPERVISED_ENV) == args.service
     if not args.foreground:
         state = Path(settings.paths.state_dir)
@@ -292,15 +162,22 @@ def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
             settings=settings,
             env={**os.environ, SUPERVISED_ENV: args.service},
             log_path=log_path,
-            topics=[_topic_of(args, settings)],
+            **_where(args, settings),
         )
         print(f"{args.service} running: pid {record.pid}, log {log_path}")
         return 0
     if not supervised:
-        processes.register_foreground(
-            args.service, settings=settings, topics=[_topic_of(args, settings)]
-        )
+        processes.register_foreground(args.service, settings=settings, **_where(args, settings))
     return _run_service(args, settings)
+
+
+def _where(args: argparse.Namespace, settings: Settings) -> dict[str, list]:
+    """What `fink show` lists for a service: the API's port, the others' input topic."""
+    if args.service == "api":
+        return {"ports": [settings.api.port], "topics": []}
+    if args.service == "archive":
+        return {"ports": [], "topics": []}
+    return {"ports": [], "topics": [_topic_of(args, settings)]}
 
 
 def _topic_of(args: argparse.Namespace, settings: Settings) -> str:
@@ -335,6 +212,16 @@ def _run_service(args: argparse.Namespace, settings: Settings) -> int:
         from fink_broker.services import checkstream
 
         return checkstream.run_from_args(args, settings) or 0
+    if args.service == "archive":
+        from fink_broker.services import archive
+
+        archive.run(settings)
+        return 0
+    if args.service == "api":
+        from fink_broker.api.server import serve
+
+        serve(settings)
+        return 0
     raise ValueError(f"unknown service {args.service}")
 
 
@@ -343,14 +230,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from fink_broker.infra import processes
 
     settings = settings_from_args(args)
+    from fink_broker.infra.hbase_local import MASTER, THRIFT, stop_hbase
+
     targets = (
         [r.name for r in processes.running(settings)] if args.service == "all" else [args.service]
     )
-    # Stop consumers before the broker they read from.
-    targets.sort(key=lambda name: name == "kafka")
+    # Stop the services before the stores they use: the Thrift gateway stops with the
+    # HBase master, and Kafka goes last.
+    targets = [t for t in targets if t != THRIFT] + ([MASTER] if THRIFT in targets else [])
+    targets = sorted(dict.fromkeys(targets), key=lambda name: (name == "kafka", name == MASTER))
     status = 0
     for name in targets:
-        if processes.stop(settings, name, timeout=args.timeout):
+        if name == MASTER:
+            stopped = stop_hbase(settings, timeout=args.timeout)
+        else:
+            stopped = processes.stop(settings, name, timeout=args.timeout)
+        if stopped:
             print(f"stopped {name}")
         else:
             print(f"{name} is not running (no live PID file)")
@@ -422,6 +317,17 @@ def cmd_filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Archive one past night of the science archive into HBase, in one bounded run."""
+    from fink_broker.services.archive import archive_night
+
+    settings = settings_from_args(args)
+    written = archive_night(settings, args.night)
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(written.items()))
+    print(f"archived night {args.night} of {settings.stream2raw.survey}: {rows or 'no alert'}")
+    return 0
+
+
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Replay alert files into Kafka (same as `fink_simulator`)."""
     from fink_broker.simulator import cli as simulator_cli
@@ -454,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_modules(args)
         if args.verb == "simulator":
             return cmd_simulator(args)
+        if args.verb == "archive":
+            return cmd_archive(args)
         if args.verb == "consume":
             from fink_broker.services import consume
 

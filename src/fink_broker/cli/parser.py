@@ -1,0 +1,212 @@
+"""The command line of ``fink``: verbs, services and their flags (``fink <verb> -h``).
+
+Kept apart from the commands (``cli/main.py``) so that each service's flags sit in one
+small function next to the others, and the help text is built without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from fink_broker import __version__
+
+DEFAULT_CONFIG = "fink.toml"
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Sub-commands accept the same options after the verb; SUPPRESS keeps a value given
+    # before the verb from being overwritten by the sub-parser's default.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=default,
+        help=f"config file (default: $FINK_CONFIG, else ./{DEFAULT_CONFIG} if present)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO" if top else argparse.SUPPRESS,
+        help="Python log level (default INFO)",
+    )
+
+
+def _service_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--foreground", action="store_true", help="run attached to this terminal")
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="read from the local Kafka broker started by `fink start kafka`",
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
+    parser.add_argument("--root", help="data root, local path or Hadoop URI (paths.root)")
+    parser.add_argument("--master", help="Spark master (spark.master)")
+
+
+def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--topic", help="input topic (default: the survey's topic of the night)")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "2 seconds"'
+    )
+    parser.add_argument("--starting-offsets", choices=["earliest", "latest"])
+    parser.add_argument("--max-offsets-per-trigger", type=int)
+
+
+def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
+    )
+    parser.add_argument(
+        "--noscience", action="store_true", default=None, help="quality cuts only, no module"
+    )
+    parser.add_argument("--modules", help="comma-separated modules to run (default: all)")
+    parser.add_argument(
+        "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
+    )
+
+
+def _distribution_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
+    )
+    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    parser.add_argument(
+        "--no-cutouts",
+        dest="cutouts",
+        action="store_false",
+        default=None,
+        help="publish the alerts without their image cutouts",
+    )
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
+    parser.add_argument("--controller-port", type=int, help="KRaft controller port")
+    parser.add_argument("--sasl", action="store_true", help="add a SASL/SCRAM listener (sasl_port)")
+
+
+def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
+    from fink_broker.services import checkstream
+
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    checkstream.add_arguments(parser)
+
+
+def _hbase_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--thrift-port", type=int, help="Thrift gateway port (hbase.thrift_port)")
+    parser.add_argument(
+        "--zookeeper-port", type=int, help="HBase's ZooKeeper port (local_hbase.zookeeper_port)"
+    )
+
+
+def _archive_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "30 seconds"'
+    )
+    parser.add_argument(
+        "--no-cutouts",
+        dest="cutouts",
+        action="store_false",
+        default=None,
+        help="do not store the image cutouts in HBase",
+    )
+
+
+def _api_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey the API serves")
+    parser.add_argument("--host", help="address to bind (api.host)")
+    parser.add_argument("--port", type=int, help="port (api.port)")
+
+
+#: service -> (help, flag adder)
+SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "kafka": ("local single-node Kafka broker (KRaft) on 127.0.0.1", _kafka_flags),
+    "stream2raw": ("Kafka alert stream -> decoded alerts -> raw Parquet", _stream2raw_flags),
+    "raw2science": (
+        "raw Parquet -> quality cuts -> science modules -> science Parquet",
+        _raw2science_flags,
+    ),
+    "distribution": (
+        "science Parquet -> filters -> one Kafka topic per filter",
+        _distribution_flags,
+    ),
+    "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
+    "hbase": ("local standalone HBase and its Thrift gateway on 127.0.0.1", _hbase_flags),
+    "archive": ("science Parquet -> HBase main, index and cutout tables", _archive_flags),
+    "api": ("REST API over the HBase archive (OpenAPI docs at /docs)", _api_flags),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each service has its own ``-h``."""
+    parser = argparse.ArgumentParser(
+        prog="fink",
+        description="Fink alert broker: run and inspect its services.",
+    )
+    parser.add_argument("--version", action="version", version=f"fink {__version__}")
+    _common(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", metavar="<verb>")
+
+    init = verbs.add_parser("init", help="create the data root and write an editable config")
+    _common(init)
+    init.add_argument("--root", help="data root to create (paths.root)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    init.add_argument(
+        "--hbase", action="store_true", help="also create the HBase tables (HBase must run)"
+    )
+
+    start = verbs.add_parser("start", help="start a service")
+    services = start.add_subparsers(dest="service", metavar="<service>")
+    for name, (help_text, add_flags) in SERVICES.items():
+        sub = services.add_parser(name, help=help_text, description=help_text)
+        _common(sub)
+        _service_flags(sub)
+        add_flags(sub)
+
+    stop = verbs.add_parser("stop", help="stop a service started by fink (or all of them)")
+    _common(stop)
+    stop.add_argument("service", help=f"one of {', '.join(SERVICES)} or all")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL")
+
+    show = verbs.add_parser("show", help="list running services with PID, uptime, CPU, memory")
+    _common(show)
+
+    modules = verbs.add_parser("modules", help="science modules: list what is installed")
+    _common(modules)
+    modules.add_argument("action", choices=["list"], help="list: modules with their columns")
+    modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
+
+    filters = verbs.add_parser("filters", help="filters: list them, or dry-run one on a night")
+    _common(filters)
+    filters.add_argument("action", choices=["list", "test"])
+    filters.add_argument("name", nargs="?", help="filter to test")
+    filters.add_argument("--night", help="YYYYMMDD night of the science archive (test)")
+    filters.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    filters.add_argument("--root", help="data root (paths.root)")
+
+    archive = verbs.add_parser("archive", help="archive one past night into HBase (bounded run)")
+    _common(archive)
+    archive.add_argument("--night", required=True, help="YYYYMMDD night of the science archive")
+    archive.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    archive.add_argument("--root", help="data root (paths.root)")
+    archive.add_argument("--master", help="Spark master (spark.master)")
+    archive.add_argument(
+        "--no-cutouts", dest="cutouts", action="store_false", default=None, help="skip cutouts"
+    )
+
+    sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
+    _common(sim)
+    from fink_broker.simulator import cli as simulator_cli
+
+    simulator_cli.add_arguments(sim)
+
+    consume = verbs.add_parser("consume", help="read Fink topics: print or save the alerts")
+    _common(consume)
+    from fink_broker.services import consume as consume_service
+
+    consume_service.add_arguments(consume)
+    return parser
