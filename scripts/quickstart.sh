@@ -2,7 +2,8 @@
 # Start a local Kafka broker, replay the real alerts of DATASIM into it (ZTF as container
 # files, Rubin in Confluent wire format), archive them with stream2raw, enrich them with
 # raw2science (quality cuts + science modules), publish the ZTF alerts that pass the
-# filters to per-filter topics, read a few back, show what runs, stop.
+# filters to per-filter topics, read a few back, archive both surveys into a local HBase,
+# query the REST API, show what runs, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASIM=$(cd "${1:-../shared/datasim}" && pwd)
@@ -29,7 +30,30 @@ done
 fink start distribution -c fink.toml --simulator --survey ztf --trigger availableNow --foreground
 fink filters list -c fink.toml --survey ztf
 fink consume -c fink.toml fink_sso_candidates_ztf --from-beginning --max 5 --timeout 15
+fink start hbase -c fink.toml
+fink init -c fink.toml --hbase
+for survey in ztf rubin; do
+  fink start archive -c fink.toml --survey "$survey" --trigger availableNow --foreground
+done
+fink start api -c fink.toml --survey ztf
 fink show -c fink.toml
+python - <<'PY'
+import time, tomllib, httpx2 as httpx
+port = tomllib.load(open("fink.toml", "rb"))["api"]["port"]
+base = f"http://127.0.0.1:{port}/api/v1"
+for _ in range(120):
+    try:
+        classes = httpx.get(f"{base}/classes", timeout=5).json()
+        break
+    except httpx.TransportError:
+        time.sleep(0.5)
+print("API classes:", [c["class"] for c in classes])
+latest = httpx.get(f"{base}/latests", params={"class": "Unknown", "n": 3}).json()
+for alert in latest:
+    oid = alert["d:objectId"]
+    curve = httpx.get(f"{base}/objects", params={"objectId": oid, "withupperlim": True}).json()
+    print(f"{oid}: {len(curve)} points (alerts + upper limits), latest mag {alert['d:mag']:.2f}")
+PY
 python - <<'PY'
 import pyarrow.dataset as ds
 for survey, key in (("ztf", "candid"), ("rubin", "diaSourceId")):

@@ -171,8 +171,11 @@ class HBaseSettings:
     namespace: str = "fink"
     #: seconds a Thrift call may take before the client gives up
     timeout_s: float = 60.0
-    #: rows sent per Thrift mutateRows call
-    batch_size: int = 200
+    #: rows sent per Thrift mutateRows call (measured on 2 cores: 200 -> 970, 1000 -> 1,180,
+    #: 2000 -> 1,480 alerts/s)
+    batch_size: int = 1000
+    #: and at most this many MiB per call (cutouts weigh ~60 kB an alert)
+    batch_mib: int = 16
 
 
 @dataclass

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import happybase
 import numpy as np
@@ -21,9 +22,12 @@ from thriftpy2.thrift import TException
 from fink_broker.config import Settings
 from fink_broker.errors import FinkError
 from fink_broker.infra.hbase_schema import merged_types, read_schemas
+from fink_broker.surveys import get_adapter
+from fink_broker.surveys.base import alert_struct
 from fink_broker.tables import layout as L
-from fink_broker.tables.cells import decode_rows
+from fink_broker.tables.cells import decode_point, typed_frame
 from fink_broker.tables.layout import INDEX_TYPES
+from fink_broker.tables.records import parse_record_schemas, row_values, schema_of
 from fink_broker.tables.sky import disc_ranges
 
 #: seconds the merged column types are reused before the schema table is read again
@@ -59,36 +63,52 @@ class ArchiveStore:
             autoconnect=False,
         )
         self._types: dict[str, str] = {}
-        self._types_at = -SCHEMA_TTL_S
+        self._records: dict[str, dict[str, Any]] = {}
+        self._read_at = -SCHEMA_TTL_S
         self._lock = threading.Lock()
+        self._main_struct = alert_struct(get_adapter(survey))
 
     @contextlib.contextmanager
     def _table(self, kind: L.TableKind) -> Iterator[happybase.Table]:
         try:
             with self._pool.connection() as connection:
-                connection.open()
                 yield connection.table(self.tables.name(kind))
         except (TException, OSError) as err:
             raise ArchiveUnavailable(f"HBase did not answer: {err}") from None
 
-    # -- column types -------------------------------------------------------------------
+    # -- schemas ------------------------------------------------------------------------
+
+    def _refresh(self, *, force: bool = False) -> None:
+        """Re-read the schema rows when they are older than the TTL (or when forced)."""
+        with self._lock:
+            if force or time.monotonic() - self._read_at > SCHEMA_TTL_S:
+                rows = self.schemas()
+                self._types = merged_types(rows)
+                self._records = {
+                    str(r["key"]): parse_record_schemas(r["records"])  # type: ignore[arg-type]
+                    for r in rows
+                }
+                self._read_at = time.monotonic()
 
     def types(self) -> dict[str, str]:
         """``family:qualifier`` -> Spark type of every archived column (cached)."""
-        with self._lock:
-            if time.monotonic() - self._types_at > SCHEMA_TTL_S or not self._types:
-                self._types = merged_types(self.schemas())
-                self._types_at = time.monotonic()
-            return dict(self._types)
+        self._refresh()
+        return dict(self._types)
 
     def schemas(self) -> list[dict[str, object]]:
         """The schema rows: one per broker version and column set written."""
         try:
             with self._pool.connection() as connection:
-                connection.open()
                 return read_schemas(connection, self.tables)
         except (TException, OSError) as err:
             raise ArchiveUnavailable(f"HBase did not answer: {err}") from None
+
+    def _record_schemas(self, key: str | None) -> dict[str, Any]:
+        if key not in self._records:  # written after our last read of the schema table
+            self._refresh(force=True)
+        if key not in self._records:
+            raise ArchiveUnavailable(f"the archive has rows of an unknown schema {key!r}")
+        return self._records[key]
 
     # -- alerts -------------------------------------------------------------------------
 
@@ -96,12 +116,11 @@ class ArchiveStore:
         self, keys: Sequence[bytes], columns: Sequence[str] | None
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Main rows of ``keys`` that exist, in the order of ``keys``."""
-        wanted = None if columns is None else sorted({*columns, *ALWAYS})
         rows: list[tuple[bytes, dict[bytes, bytes]]] = []
         with self._table(L.TableKind.ALERTS) as table:
             for start in range(0, len(keys), ROWS_PER_CALL):
                 chunk = list(keys[start : start + ROWS_PER_CALL])
-                rows += table.rows(chunk, columns=_encoded(wanted))
+                rows += table.rows(chunk, columns=_cells_for(columns))
         return rows
 
     def _fetch(self, keys: Sequence[bytes], columns: Sequence[str] | None) -> pd.DataFrame:
@@ -110,28 +129,38 @@ class ArchiveStore:
 
     def _frame(self, rows: list[dict[bytes, bytes]], columns: Sequence[str] | None):
         types = self.types()
-        names = list(columns) if columns is not None else None
-        if names is not None:
-            names = [*[c for c in ALWAYS if c not in names], *names]
-        return decode_rows(rows, types, names)
+        records = [
+            row_values(cells, self._record_schemas(schema_of(cells)), self._main_struct)
+            for cells in rows
+        ]
+        if columns is None:
+            names = sorted(types)
+        else:
+            names = [*[c for c in ALWAYS if c not in columns], *columns]
+        return typed_frame(records, types, names)
 
     def objects(self, object_ids: Sequence[str], columns: Sequence[str] | None) -> pd.DataFrame:
         """Every alert of each object, in time order."""
         rows: list[dict[bytes, bytes]] = []
-        wanted = None if columns is None else sorted({*columns, *ALWAYS})
         with self._table(L.TableKind.ALERTS) as table:
             for object_id in object_ids:
-                scan = table.scan(row_prefix=L.object_prefix(object_id), columns=_encoded(wanted))
+                scan = table.scan(
+                    row_prefix=L.object_prefix(object_id), columns=_cells_for(columns)
+                )
                 rows += [cells for _, cells in scan]
         return _by_time(self._frame(rows, columns))
 
     def history(self, object_ids: Sequence[str]) -> pd.DataFrame:
         """Upper limits (ZTF) and forced photometry (Rubin) of the objects, in time order."""
-        rows: list[dict[bytes, bytes]] = []
+        points: list[dict[str, Any]] = []
         with self._table(L.TableKind.UPPER) as table:
             for object_id in object_ids:
-                rows += [cells for _, cells in table.scan(row_prefix=L.object_prefix(object_id))]
-        frame = decode_rows(rows, INDEX_TYPES)
+                for _, cells in table.scan(row_prefix=L.object_prefix(object_id)):
+                    point = decode_point(cells[_POINT], INDEX_TYPES, L.INDEX_FAMILY)
+                    points.append({_OBJECT: object_id, **point})
+        frame = typed_frame(points, INDEX_TYPES)
+        if frame.empty:
+            return frame
         return frame.sort_values(L.column(L.INDEX_FAMILY, "mjd"), kind="stable", ignore_index=True)
 
     def latests(
@@ -218,8 +247,17 @@ _KEY = L.column(L.INDEX_FAMILY, "key").encode()
 _MJD = L.column(L.INDEX_FAMILY, "mjd").encode()
 
 
-def _encoded(columns: Sequence[str] | None) -> list[bytes] | None:
-    return None if columns is None else [c.encode() for c in columns]
+_POINT = L.POINT_CELL.encode()
+_OBJECT = L.column(L.INDEX_FAMILY, "objectId")
+
+
+def _cells_for(columns: Sequence[str] | None) -> list[bytes]:
+    """The main-table cells that hold ``columns`` (all three when None): Fink's record
+    and the schema key always, the survey's record only when an ``i:`` column is asked."""
+    cells = [L.FINK_RECORD, L.SCHEMA_CELL]
+    if columns is None or any(c.startswith(f"{L.SURVEY_FAMILY}:") for c in columns):
+        cells.append(L.SURVEY_RECORD)
+    return [c.encode() for c in cells]
 
 
 def _float(cells: dict[bytes, bytes], name: str) -> float:

@@ -6,16 +6,22 @@ one frame of ``(table, row, cells)`` with ``cells`` a ``map<string, binary>`` fr
 cutouts (layout: :mod:`fink_broker.tables.layout`). Every value is encoded here, by Spark:
 ``engine/hbase_sink.py`` then only ships bytes to the Thrift gateway.
 
-Which columns go where:
+A main-table row has three cells: ``i:alert``, the survey's own values, and ``d:fink``,
+Fink's, each one Avro record (``to_avro``, schema recorded in the schema table), and
+``d:schema``, the key of that schema row. One cell per column, as Fink's own archive does,
+costs the HBase server per cell: 130 cells a row ran at 724 rows/s on the 2-core machine
+where one packed cell ran at 5,133 rows/s (``benchmarks/archive.py`` notes). The API
+unpacks the records into the same ``family:qualifier`` columns:
 
 * ``i:`` (survey) holds the survey's own top-level fields and the fields of its
   structs. The fields of the struct that carries the alert time (ZTF ``candidate``,
   Rubin ``diaSource``) keep their bare names (``i:magpsf``, ``i:psfFlux``), as in Fink's
   API; other structs prefix theirs (``i:diaObject.nDiaSources``). A struct field with the
-  name of a top-level field (``candidate.candid``) is the same value and is not repeated.
-  Histories (arrays of structs: ``prv_candidates``, ``prvDiaSources``) are not repeated on
-  every alert: earlier alerts have their own rows, and limits and forced photometry go to
-  the ``upper`` table. Cutouts go to the ``cutouts`` table.
+  name of a top-level field (``candidate.candid``) is the same value and is not repeated
+  (:func:`fink_broker.tables.layout.flatten_survey`). Histories (arrays of structs:
+  ``prv_candidates``, ``prvDiaSources``) are not repeated on every alert: earlier alerts
+  have their own rows, and limits and forced photometry go to the ``upper`` table.
+  Cutouts go to the ``cutouts`` table.
 * ``d:`` (Fink) holds everything Fink added (science modules, provenance, Kafka position,
   ingest time, night) and the survey-agnostic canonical columns (``d:objectId``,
   ``d:mjd``, ``d:mag``, ``d:flux``...) that the API queries on for either survey.
@@ -25,14 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.avro.functions import to_avro
 
+from fink_broker import __version__
 from fink_broker.engine.canonical import canonical_columns
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import SurveyAdapter, alert_struct, survey_fields
@@ -44,8 +51,6 @@ CANONICAL_STORED = (
     *("objectId", "alertId", "mjd", "ra", "dec"),
     *("band", "mag", "magerr", "flux", "fluxerr"),
 )
-#: canonical columns the index and upper rows are built from
-_KEY_INPUTS = ("objectId", "alertId", "mjd", "ra", "dec", "sso_ref_name")
 _LIMIT_INPUTS = ("uplim_mjd", "uplim_band", "uplim_maglim")
 _FORCED_INPUTS = ("forced_mjd", "forced_band", "forced_flux", "forced_fluxerr")
 #: the module output that labels alerts for the class index
@@ -57,36 +62,67 @@ ROW_SCHEMA = "table string, row string, cells map<string, binary>"
 
 @dataclass(frozen=True)
 class ArchiveRows:
-    """The rows of one batch for every table, and the column types of the main table."""
+    """The rows of one batch for every table, and what the schema row must record."""
 
     rows: DataFrame
     #: ``family:qualifier`` -> Spark type (``simpleString``) of every main-table column
     main_types: dict[str, str]
-
-    @property
-    def schema_hash(self) -> str:
-        """Short digest of the main-table columns and types (keys the schema row)."""
-        text = json.dumps(self.main_types, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+    #: packed cell (``i:alert``, ``d:fink``) -> the Avro schema (JSON) its records use
+    record_schemas: dict[str, str]
+    #: key of the schema row that describes these rows (each main row carries it)
+    schema_key: str
 
 
-def _encode(col: Column, dtype: T.DataType) -> Column:
-    """A value as the bytes of its cell (see :mod:`fink_broker.tables.cells`)."""
-    if isinstance(dtype, T.BinaryType):
+@dataclass(frozen=True)
+class _Part:
+    """The rows of one table as projections of the science frame: an optional first
+    projection (``pre``, e.g. an explode), an optional filter, the ``(table, row, cells)``
+    projection."""
+
+    columns: tuple[Column, ...]
+    pre: tuple[Column, ...] = ()
+    where: Column | None = None
+
+    def apply(self, frame: DataFrame) -> DataFrame:
+        if self.pre:
+            frame = frame.select(*self.pre)
+        if self.where is not None:
+            frame = frame.where(self.where)
+        return frame.select(*self.columns).where(F.col("row").isNotNull())
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything :func:`archive_rows` derives from a schema, built once per schema.
+
+    Building the expressions costs ~5,000 py4j calls (1.5 s of driver time, measured);
+    micro-batches of one stream share a schema, so they share the plan and only pay the
+    projections.
+    """
+
+    parts: tuple[_Part, ...]
+    main_types: dict[str, str]
+    record_schemas: dict[str, str]
+    schema_key: str
+
+
+def _index_cells(values: list[tuple[str, Column, str]]) -> Column:
+    """``map<family:qualifier, bytes>`` of index values (name, column, Spark type); a
+    null value writes no cell (see :mod:`fink_broker.tables.cells`)."""
+    names = F.array(*[F.lit(L.column(L.INDEX_FAMILY, n)) for n, _, _ in values])
+    encoded = F.array(*[_encode(col, dtype) for _, col, dtype in values])
+    return F.map_filter(F.map_from_arrays(names, encoded), lambda _k, v: v.isNotNull())
+
+
+def _encode(col: Column, dtype: str) -> Column:
+    """A value as the bytes of its cell: binaries as they are, the rest as text."""
+    if dtype == "binary":
         return col
-    if isinstance(dtype, T.StringType):
-        return col.cast("binary")
-    if isinstance(dtype, T.ArrayType | T.StructType | T.MapType):
-        return F.to_json(col).cast("binary")
     return col.cast("string").cast("binary")
 
 
-def _cells(typed: DataFrame) -> Column:
-    """``map<family:qualifier, bytes>`` of the columns of ``typed``, null values left out."""
-    fields = typed.schema.fields
-    names = F.array(*[F.lit(f.name) for f in fields])
-    values = F.array(*[_encode(F.col(f"`{f.name}`"), f.dataType) for f in fields])
-    return F.map_filter(F.map_from_arrays(names, values), lambda _k, v: v.isNotNull())
+def _row(table: str, key: Column, cells: Column) -> tuple[Column, ...]:
+    return (F.lit(table).alias("table"), key.alias("row"), cells.alias("cells"))
 
 
 def _is_cutout(field: T.StructField) -> bool:
@@ -102,36 +138,62 @@ def _cutout_bytes(col: Column, dtype: T.DataType) -> Column:
     return col
 
 
-def _survey_columns(science: DataFrame, adapter: SurveyAdapter) -> list[Column]:
-    """``i:`` columns: top-level survey fields, then the fields of the survey's structs."""
+def _survey_columns(science: DataFrame, adapter: SurveyAdapter) -> list[T.StructField]:
+    """Top-level survey fields of the ``i:alert`` record: scalars, structs and arrays of
+    scalars; not the histories (arrays of structs) nor the cutouts."""
     fields = survey_fields(adapter)
-    main_struct = alert_struct(adapter)
-    top = [f for f in science.schema.fields if f.name in fields and not _is_cutout(f)]
-    out: dict[str, Column] = {}
-    for f in top:
-        if not isinstance(f.dataType, T.StructType | T.ArrayType):
-            out[f.name] = F.col(f.name)
-    for f in top:
-        if isinstance(f.dataType, T.StructType):
-            for sub in f.dataType.fields:
-                name = L.survey_qualifier(f.name, sub.name, main_struct)
-                out.setdefault(name, F.col(f.name).getField(sub.name))
-        elif isinstance(f.dataType, T.ArrayType) and not isinstance(
+
+    def history(f: T.StructField) -> bool:
+        return isinstance(f.dataType, T.ArrayType) and isinstance(
             f.dataType.elementType, T.StructType
-        ):
-            out[f.name] = F.col(f.name)
-    return [c.alias(L.column(L.SURVEY_FAMILY, n)) for n, c in out.items()]
+        )
+
+    return [
+        f
+        for f in science.schema.fields
+        if f.name in fields and not _is_cutout(f) and not history(f)
+    ]
 
 
 def _fink_columns(science: DataFrame, adapter: SurveyAdapter, canon: dict[str, Column]):
+    """Columns of the ``d:fink`` record: the canonical ones, then all Fink added."""
     fields = survey_fields(adapter)
+    stored = [canon[n].alias(n) for n in CANONICAL_STORED]
     added = [
-        F.col(f.name).alias(L.column(L.FINK_FAMILY, f.name))
+        F.col(f.name)
         for f in science.schema.fields
         if f.name not in fields and f.name not in CANONICAL_STORED
     ]
-    stored = [canon[n].alias(L.column(L.FINK_FAMILY, n)) for n in CANONICAL_STORED]
     return stored + added
+
+
+def _struct_items(dtype: object) -> list[tuple[str, T.DataType]] | None:
+    if isinstance(dtype, T.StructType):
+        return [(f.name, f.dataType) for f in dtype.fields]
+    return None
+
+
+def _nullable(dtype: T.DataType) -> T.DataType:
+    """``dtype`` with every field, element and value nullable, at every depth."""
+    if isinstance(dtype, T.StructType):
+        return T.StructType([T.StructField(f.name, _nullable(f.dataType)) for f in dtype.fields])
+    if isinstance(dtype, T.ArrayType):
+        return T.ArrayType(_nullable(dtype.elementType), True)
+    if isinstance(dtype, T.MapType):
+        return T.MapType(dtype.keyType, _nullable(dtype.valueType), True)
+    return dtype
+
+
+def avro_schema(spark, dtype: T.StructType, name: str) -> str:
+    """The Avro schema (JSON) of records of type ``dtype``, every field nullable.
+
+    Nullability differs between a streaming read (all nullable) and a batch read of the
+    same Parquet, so it is dropped: one column set gives one schema, and one schema row.
+    """
+    jvm = spark.sparkContext._jvm
+    jtype = spark._jsparkSession.parseDataType(_nullable(dtype).json())
+    converters = jvm.org.apache.spark.sql.avro.SchemaConverters
+    return converters.toAvroType(jtype, False, name, "fink").toString()
 
 
 def _object_key(canon: dict[str, Column]) -> Column:
@@ -167,82 +229,36 @@ def _pixel(ra: pd.Series, dec: pd.Series) -> pd.Series:
     return pd.Series(alert_pixels(ra.to_numpy(), dec.to_numpy()))
 
 
-def _rows(frame: DataFrame, table: str, row: Column, typed: list[Column]) -> DataFrame:
-    typed_frame = frame.select(row.alias("_row"), *typed)
-    cells = _cells(typed_frame.drop("_row"))
-    return typed_frame.select(
-        F.lit(table).alias("table"), F.col("_row").alias("row"), cells.alias("cells")
-    ).where(F.col("row").isNotNull())
-
-
-def _index(name: str, col: Column) -> Column:
-    return col.alias(L.column(L.INDEX_FAMILY, name))
-
-
-def archive_rows(
-    science: DataFrame, survey: str, tables: L.ArchiveTables, *, cutouts: bool = True
-) -> ArchiveRows:
-    """Pure builder: science alerts -> ``(table, row, cells)`` rows of every archive table."""
-    adapter = get_adapter(survey)
-    canon = canonical_columns(
-        science, survey, [*CANONICAL_STORED, "sso_ref_name", *_LIMIT_INPUTS, *_FORCED_INPUTS]
-    )
-    obj = _object_key(canon)
-    mjd = _mjd_key(canon["mjd"])
-    main_key = _key(obj, mjd)
-    refs = [
-        _index("key", main_key),
-        _index("objectId", canon["objectId"]),
-        _index("alertId", canon["alertId"]),
-        _index("mjd", canon["mjd"]),
-    ]
-    main_columns = _survey_columns(science, adapter) + _fink_columns(science, adapter, canon)
-    main_types = {
-        f.name: f.dataType.simpleString() for f in science.select(*main_columns).schema.fields
+def _main_part(
+    science: DataFrame, adapter: SurveyAdapter, canon: dict[str, Column], table: str, key: Column
+) -> tuple[_Part, dict[str, str], dict[str, str], str]:
+    """Main-table rows with their Avro cells; column types, record schemas, schema key."""
+    survey = F.struct(*[F.col(f.name) for f in _survey_columns(science, adapter)])
+    fink = F.struct(*_fink_columns(science, adapter, canon))
+    typed = science.select(survey.alias("i"), fink.alias("d")).schema
+    survey_type, fink_type = typed["i"].dataType, typed["d"].dataType
+    flat = L.flatten_survey(_struct_items(survey_type) or [], alert_struct(adapter), _struct_items)
+    types = {L.column(L.SURVEY_FAMILY, n): t.simpleString() for n, t in flat.items()}
+    types.update({L.column(L.FINK_FAMILY, f.name): f.dataType.simpleString() for f in fink_type})
+    spark = science.sparkSession
+    schemas = {
+        L.SURVEY_RECORD: avro_schema(spark, survey_type, "survey"),
+        L.FINK_RECORD: avro_schema(spark, fink_type, "fink"),
     }
-    parts = [_rows(science, tables.name(L.TableKind.ALERTS), main_key, main_columns)]
-    # one UDF call per alert: the pixel is computed once, then filtered and formatted
-    located = science.withColumn("_pixel", _pixel(canon["ra"], canon["dec"]))
-    pixel = F.lpad(F.col("_pixel").cast("string"), L.PIXEL_DIGITS, "0")
-    parts.append(
-        _rows(
-            located.where(F.col("_pixel") >= 0),
-            tables.name(L.TableKind.PIXEL),
-            _key(pixel, mjd, obj),
-            [*refs, _index("ra", canon["ra"]), _index("dec", canon["dec"])],
-        )
+    digest = hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()[:12]
+    schema_key = L.schema_key(__version__, digest)
+    cells = F.create_map(
+        F.lit(L.SURVEY_RECORD),
+        to_avro(survey, schemas[L.SURVEY_RECORD]),
+        F.lit(L.FINK_RECORD),
+        to_avro(fink, schemas[L.FINK_RECORD]),
+        F.lit(L.SCHEMA_CELL),
+        F.lit(schema_key).cast("binary"),
     )
-    if CLASS_COLUMN in science.columns:
-        inverted = F.format_string(L.INVERTED_FORMAT, F.lit(L.MJD_INVERSION) - canon["mjd"])
-        parts.append(
-            _rows(
-                science,
-                tables.name(L.TableKind.CLASS),
-                _key(F.col(CLASS_COLUMN), inverted, obj),
-                [*refs, _index("kind", F.col(CLASS_COLUMN))],
-            )
-        )
-    if SSO_COLUMN in science.columns:
-        parts.append(
-            _rows(
-                science.where(F.col(SSO_COLUMN).isNotNull()),
-                tables.name(L.TableKind.SSO),
-                _key(_sso_key(F.col(SSO_COLUMN)), mjd, obj),
-                [*refs, _index("kind", F.col(SSO_COLUMN))],
-            )
-        )
-    parts += _history_rows(science, tables, obj, canon)
-    if cutouts:
-        parts.append(_cutout_rows(science, tables, canon, main_key))
-    rows = parts[0]
-    for part in parts[1:]:
-        rows = rows.unionByName(part)
-    return ArchiveRows(rows=rows, main_types=main_types)
+    return _Part(_row(table, key, cells)), types, schemas, schema_key
 
 
-def _history_rows(
-    science: DataFrame, tables: L.ArchiveTables, obj: Column, canon: dict[str, Column]
-) -> list[DataFrame]:
+def _history_parts(tables: L.ArchiveTables, obj: Column, canon: dict[str, Column]) -> list[_Part]:
     """``upper`` rows: one per ZTF upper limit and per Rubin forced-photometry point."""
     table = tables.name(L.TableKind.UPPER)
     out = []
@@ -253,52 +269,116 @@ def _history_rows(
         points = F.arrays_zip(
             *[canon[n].alias(c) for n, c in zip(names, ("mjd", *cells), strict=True)]
         )
-        exploded = science.select(
-            obj.alias("_obj"), canon["objectId"].alias("_oid"), F.explode(points).alias("_p")
-        )
         point = F.col("_p")
+        # one JSON cell per point: these rows are many (every limit of every history)
+        values = F.struct(
+            point.getField("mjd").alias("mjd"),
+            F.lit(kind).alias("kind"),
+            *[point.getField(c).alias(c) for c in cells],
+        )
+        key = _key(F.col("_obj"), _mjd_key(point.getField("mjd")))
+        point_cell = F.create_map(F.lit(L.POINT_CELL), F.to_json(values).cast("binary"))
         out.append(
-            _rows(
-                exploded.where(point.getField("mjd").isNotNull()),
-                table,
-                _key(F.col("_obj"), _mjd_key(point.getField("mjd"))),
-                [
-                    _index("objectId", F.col("_oid")),
-                    _index("mjd", point.getField("mjd")),
-                    _index("kind", F.lit(kind)),
-                    *[_index(c, point.getField(c)) for c in cells],
-                ],
+            _Part(
+                _row(table, key, point_cell),
+                pre=(obj.alias("_obj"), F.explode(points).alias("_p")),
+                where=point.getField("mjd").isNotNull(),
             )
         )
     return out
 
 
-def _cutout_rows(
+def _cutout_part(
     science: DataFrame, tables: L.ArchiveTables, canon: dict[str, Column], main_key: Column
-) -> DataFrame:
+) -> _Part:
     """``cutouts`` rows: the three stamps of each alert, keyed by alert id."""
     fields = {f.name: f.dataType for f in science.schema.fields if _is_cutout(f)}
     stamps = [
-        _cutout_bytes(F.col(f"cutout{kind}"), fields[f"cutout{kind}"]).alias(
-            L.column(L.CUTOUT_FAMILY, kind)
-        )
+        (kind, _cutout_bytes(F.col(f"cutout{kind}"), fields[f"cutout{kind}"]), "binary")
         for kind in L.CUTOUT_KINDS
         if f"cutout{kind}" in fields
     ]
-    return _rows(
-        science,
-        tables.name(L.TableKind.CUTOUTS),
-        canon["alertId"].cast("string"),
-        [
-            _index("key", main_key),
-            _index("objectId", canon["objectId"]),
-            _index("mjd", canon["mjd"]),
-            *stamps,
-        ],
+    names = F.array(
+        *[F.lit(L.column(L.CUTOUT_FAMILY, k)) for k, _, _ in stamps],
+        F.lit(L.column(L.INDEX_FAMILY, "key")),
+        F.lit(L.column(L.INDEX_FAMILY, "mjd")),
     )
+    values = F.array(
+        *[col for _, col, _ in stamps],
+        _encode(main_key, "string"),
+        _encode(canon["mjd"], "double"),
+    )
+    cells = F.map_filter(F.map_from_arrays(names, values), lambda _k, v: v.isNotNull())
+    table = tables.name(L.TableKind.CUTOUTS)
+    return _Part(_row(table, canon["alertId"].cast("string"), cells))
 
 
-def written_tables(tables: L.ArchiveTables, *, cutouts: bool) -> Sequence[str]:
-    """Names of the tables :func:`archive_rows` writes to."""
-    kinds = [k for k in L.TableKind if k is not L.TableKind.SCHEMA]
-    return [tables.name(k) for k in kinds if cutouts or k is not L.TableKind.CUTOUTS]
+def _plan(science: DataFrame, survey: str, tables: L.ArchiveTables, cutouts: bool) -> _Plan:
+    adapter = get_adapter(survey)
+    canon = canonical_columns(
+        science, survey, [*CANONICAL_STORED, "sso_ref_name", *_LIMIT_INPUTS, *_FORCED_INPUTS]
+    )
+    obj = _object_key(canon)
+    mjd = _mjd_key(canon["mjd"])
+    main_key = _key(obj, mjd)
+    refs = [("key", main_key, "string"), ("mjd", canon["mjd"], "double")]
+    main, main_types, record_schemas, schema_key = _main_part(
+        science, adapter, canon, tables.name(L.TableKind.ALERTS), main_key
+    )
+    parts = [main]
+    # one UDF call per alert: the pixel is computed once, then filtered and formatted
+    pixel = F.lpad(F.col("_pixel").cast("string"), L.PIXEL_DIGITS, "0")
+    position = [("ra", canon["ra"], "double"), ("dec", canon["dec"], "double")]
+    parts.append(
+        _Part(
+            _row(
+                tables.name(L.TableKind.PIXEL),
+                _key(pixel, mjd, obj),
+                _index_cells([*refs, *position]),
+            ),
+            pre=(F.col("*"), _pixel(canon["ra"], canon["dec"]).alias("_pixel")),
+            where=F.col("_pixel") >= 0,
+        )
+    )
+    if CLASS_COLUMN in science.columns:
+        inverted = F.format_string(L.INVERTED_FORMAT, F.lit(L.MJD_INVERSION) - canon["mjd"])
+        key = _key(F.col(CLASS_COLUMN), inverted, obj)
+        parts.append(_Part(_row(tables.name(L.TableKind.CLASS), key, _index_cells(refs))))
+    if SSO_COLUMN in science.columns:
+        key = _key(_sso_key(F.col(SSO_COLUMN)), mjd, obj)
+        parts.append(
+            _Part(
+                _row(tables.name(L.TableKind.SSO), key, _index_cells(refs)),
+                where=F.col(SSO_COLUMN).isNotNull(),
+            )
+        )
+    parts += _history_parts(tables, obj, canon)
+    if cutouts:
+        parts.append(_cutout_part(science, tables, canon, main_key))
+    return _Plan(tuple(parts), main_types, record_schemas, schema_key)
+
+
+#: plans by (schema, survey, tables, cutouts); a stream sees one schema, tests a few
+_PLANS: dict[tuple[str, str, L.ArchiveTables, bool], _Plan] = {}
+_MAX_PLANS = 32
+
+
+def archive_rows(
+    science: DataFrame, survey: str, tables: L.ArchiveTables, *, cutouts: bool = True
+) -> ArchiveRows:
+    """Pure builder: science alerts -> ``(table, row, cells)`` rows of every archive table."""
+    key = (science.schema.json(), survey, tables, cutouts)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(science, survey, tables, cutouts)
+    rows = plan.parts[0].apply(science)
+    for part in plan.parts[1:]:
+        rows = rows.unionByName(part.apply(science))
+    return ArchiveRows(
+        rows=rows,
+        main_types=plan.main_types,
+        record_schemas=plan.record_schemas,
+        schema_key=plan.schema_key,
+    )

@@ -17,42 +17,55 @@ from fink_broker.tables.layout import (
     ArchiveTables,
     TableKind,
     column,
-    schema_key,
 )
 
 _WRITTEN = column(INDEX_FAMILY, "last_written").encode()
 _VERSION = column(INDEX_FAMILY, "broker_version").encode()
+#: the record schema of main-table cell ``i:alert`` is stored as ``r:i:alert``
+_RECORD_PREFIX = f"{INDEX_FAMILY}:"
 
 
 def record_schema(
-    connection, tables: ArchiveTables, broker_version: str, types: Mapping[str, str], digest: str
+    connection,
+    tables: ArchiveTables,
+    key: str,
+    broker_version: str,
+    types: Mapping[str, str],
+    record_schemas: Mapping[str, str],
 ) -> None:
-    """Write (or refresh) the schema row of ``broker_version`` and this column set."""
+    """Write (or refresh) the schema row ``key``: column types and record schemas."""
     cells = {column(SCHEMA_FAMILY, name).encode(): dtype.encode() for name, dtype in types.items()}
+    cells.update({f"{_RECORD_PREFIX}{c}".encode(): s.encode() for c, s in record_schemas.items()})
     cells[_VERSION] = broker_version.encode()
     cells[_WRITTEN] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").encode()
-    key = schema_key(broker_version, digest)
     connection.table(tables.name(TableKind.SCHEMA)).put(key.encode(), cells)
 
 
+def _parse(key: bytes, cells: Mapping[bytes, bytes]) -> dict[str, object]:
+    types_prefix = f"{SCHEMA_FAMILY}:".encode()
+    records = {
+        k.decode()[len(_RECORD_PREFIX) :]: v.decode()
+        for k, v in cells.items()
+        if k.startswith(_RECORD_PREFIX.encode()) and k.count(b":") == 2
+    }
+    return {
+        "key": key.decode(),
+        "broker_version": cells.get(_VERSION, b"").decode(),
+        "last_written": cells.get(_WRITTEN, b"").decode(),
+        "types": {
+            k[len(types_prefix) :].decode(): v.decode()
+            for k, v in cells.items()
+            if k.startswith(types_prefix)
+        },
+        "records": records,
+    }
+
+
 def read_schemas(connection, tables: ArchiveTables) -> list[dict[str, object]]:
-    """Every schema row, oldest write first: version, last write time and column types."""
-    out = []
-    prefix = f"{SCHEMA_FAMILY}:".encode()
-    for key, cells in connection.table(tables.name(TableKind.SCHEMA)).scan():
-        out.append(
-            {
-                "key": key.decode(),
-                "broker_version": cells.get(_VERSION, b"").decode(),
-                "last_written": cells.get(_WRITTEN, b"").decode(),
-                "types": {
-                    k[len(prefix) :].decode(): v.decode()
-                    for k, v in cells.items()
-                    if k.startswith(prefix)
-                },
-            }
-        )
-    return sorted(out, key=lambda row: str(row["last_written"]))
+    """Every schema row, oldest write first: key, version, last write, column types and
+    the Avro schema of each packed cell (``records``)."""
+    rows = connection.table(tables.name(TableKind.SCHEMA)).scan()
+    return sorted((_parse(k, c) for k, c in rows), key=lambda row: str(row["last_written"]))
 
 
 def merged_types(schemas: list[dict[str, object]]) -> dict[str, str]:

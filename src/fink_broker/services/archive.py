@@ -66,16 +66,21 @@ class ArchiveBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> dict[str, int]:
         start = time.monotonic()
         built = archive_rows(batch, self.survey, self.tables, cutouts=self.settings.archive.cutouts)
+        # the schema row first: a reader must be able to decode any row it finds
+        connection = connect(self.settings)
+        try:
+            record_schema(
+                connection,
+                self.tables,
+                built.schema_key,
+                __version__,
+                built.main_types,
+                built.record_schemas,
+            )
+        finally:
+            connection.close()
         written = write_rows(built.rows, self.settings.hbase)
         alerts = written.get(self.tables.name(TableKind.ALERTS), 0)
-        if alerts:
-            connection = connect(self.settings)
-            try:
-                record_schema(
-                    connection, self.tables, __version__, built.main_types, built.schema_hash
-                )
-            finally:
-                connection.close()
         rows_in = batch.count()
         short = {name.removeprefix(f"{self.tables.namespace}_"): n for name, n in written.items()}
         metrics = BatchMetrics(

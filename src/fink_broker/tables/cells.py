@@ -1,15 +1,18 @@
-"""Cell values of the HBase archive: the text the JVM writes, and its decoding by type.
+"""Cell values of the HBase archive, decoded back into typed values.
 
-The archive writer encodes on the JVM (``engine/hbase_rows.py``): scalars as Spark's
-``CAST(... AS STRING)`` (round-trip exact for floats and doubles), strings as UTF-8, arrays
-and structs as JSON (``to_json``), binaries as they are; a null value writes no cell. The
-Spark type of every column is recorded in the schema table, and this module turns cells
-back into typed values with it: the API reads exactly what the science Parquet held.
+The archive writer encodes on the JVM (``engine/hbase_rows.py``). Main-table rows carry
+two Avro records (``i:alert``, ``d:fink``) whose schemas the schema table holds; index
+cells hold one value each: scalars as Spark's ``CAST(... AS STRING)`` (round-trip exact
+for floats and doubles), strings as UTF-8, binaries as they are, and upper-table points
+as JSON. A null value writes no cell. With the Spark type of every column (also in the
+schema table) this module rebuilds typed frames: the API reads exactly what the science
+Parquet held.
 
 >>> decode_cell(b"1.0E-5", "double"), decode_cell(b"19.123457", "float")
 (1e-05, np.float32(19.123457))
->>> decode_cell(b"[1.5,NaN]", "array<double>")
-[1.5, nan]
+>>> decode_point(b'{"mjd":58849.5,"maglim":"NaN","kind":"upperlim"}', {"r:mjd": "double",
+...              "r:maglim": "double"}, "r")
+{'r:mjd': 58849.5, 'r:maglim': nan, 'r:kind': 'upperlim'}
 """
 
 from __future__ import annotations
@@ -56,14 +59,13 @@ def decode_cell(value: bytes | None, dtype: str) -> Any:
     return text
 
 
-def _series(values: list[Any], dtype: str) -> pd.Series:
-    """A column of decoded values with the pandas dtype of its Spark type."""
+def _series(values: list[Any], dtype: str) -> Any:
+    """A column of Python values with the pandas dtype of its Spark type."""
     if dtype in _INTEGERS:
         return pd.array(values, dtype=_INTEGERS[dtype])
-    if dtype == "double":
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    if dtype == "float":
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+    if dtype in ("double", "float"):
+        numbers = [np.nan if v is None else float(v) for v in values]
+        return np.array(numbers, dtype=np.float64 if dtype == "double" else np.float32)
     if dtype == "boolean":
         return pd.array(values, dtype="boolean")
     if dtype == "timestamp":
@@ -71,24 +73,46 @@ def _series(values: list[Any], dtype: str) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def decode_rows(
+def typed_frame(
+    records: Sequence[Mapping[str, Any]],
+    types: Mapping[str, str],
+    columns: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """A frame from decoded rows (``{family:qualifier: value}``), typed by ``types``.
+
+    ``columns`` selects and orders the output (default: every column present in a row,
+    sorted); a column a row lacks is null there. A column without a known type is text.
+    """
+    if columns is None:
+        columns = sorted({name for record in records for name in record})
+    data = {
+        name: _series([record.get(name) for record in records], types.get(name, "string"))
+        for name in columns
+    }
+    return pd.DataFrame(data, index=pd.RangeIndex(len(records)))
+
+
+def decode_cells(
     rows: Sequence[Mapping[bytes, bytes]],
     types: Mapping[str, str],
     columns: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """A typed frame from happybase rows (``{b"family:qualifier": value}``).
+    """A typed frame from index rows as happybase returns them (one value per cell)."""
+    records = [
+        {k.decode(): decode_cell(v, types.get(k.decode(), "string")) for k, v in row.items()}
+        for row in rows
+    ]
+    return typed_frame(records, types, columns)
 
-    ``types`` maps ``family:qualifier`` to its Spark type (from the schema table);
-    ``columns`` selects and orders the output (default: every typed column present in a
-    row, sorted). A column without a known type comes back as text.
+
+def decode_point(value: bytes, types: Mapping[str, str], family: str) -> dict[str, Any]:
+    """One upper-table point (JSON written by Spark's ``to_json``) as typed values.
+
+    Spark writes NaN as the string ``"NaN"``; ``float()`` reads it back.
     """
-    if columns is None:
-        seen = {key.decode() for row in rows for key in row}
-        columns = sorted(seen)
-    data: dict[str, Any] = {}
-    for name in columns:
-        dtype = types.get(name, "string")
-        key = name.encode()
-        values = [decode_cell(row.get(key), dtype) for row in rows]
-        data[name] = _series(values, dtype)
-    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+    out: dict[str, Any] = {}
+    for name, item in json.loads(value).items():
+        column = f"{family}:{name}"
+        dtype = types.get(column, "string")
+        out[column] = float(item) if dtype == "double" and item is not None else item
+    return out

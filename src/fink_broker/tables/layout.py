@@ -9,10 +9,10 @@ Tables of one survey are named ``<namespace>_<survey>_<kind>``:
 ===========  ======================================  ========================================
 kind         row key                                 content
 ===========  ======================================  ========================================
-``alerts``   ``<objectId>_<mjd>``                    one row per alert: ``i:`` survey values
-                                                     (``i:magpsf``, ``i:diaObject.ra``),
-                                                     ``d:`` Fink values (canonical columns,
-                                                     science modules, provenance)
+``alerts``   ``<objectId>_<mjd>``                    one row per alert: ``i:alert`` the survey
+                                                     values, ``d:fink`` Fink's (canonical
+                                                     columns, science modules, provenance),
+                                                     each one Avro record; ``d:schema``
 ``pixel``    ``<hpx>_<mjd>_<objectId>``              cone-search index: HEALPix (nested,
                                                      order 10) pixel of the alert
 ``class``    ``<label>_<100000-mjd>_<objectId>``     latest alerts per Fink label, newest
@@ -27,14 +27,17 @@ kind         row key                                 content
 Times are MJD with 8 decimals (1 ms): a fixed width for every date since 1858-11-17+10000 d,
 so keys sort by time. Re-archiving an alert rewrites the same keys: the archive is
 idempotent. Index rows (``r:`` family) hold the alert's main-table key and the few values
-their queries filter on, so a query reads the index, then the alerts it selected.
+their queries filter on, so a query reads the index, then the alerts it selected. The API
+names columns ``family:qualifier`` (``i:magpsf``, ``d:mjd``) whatever cell holds them.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 #: family of the survey's own alert values
 SURVEY_FAMILY = "i"
@@ -46,6 +49,14 @@ CUTOUT_FAMILY = "b"
 INDEX_FAMILY = "r"
 #: family of schema rows: one cell per archived column, its Spark type as value
 SCHEMA_FAMILY = "c"
+#: main-table cell of the survey's values: one Avro record (schema in the schema table)
+SURVEY_RECORD = f"{SURVEY_FAMILY}:alert"
+#: main-table cell of Fink's values: one Avro record
+FINK_RECORD = f"{FINK_FAMILY}:fink"
+#: main-table cell naming the schema row that describes the two records
+SCHEMA_CELL = f"{FINK_FAMILY}:schema"
+#: upper-table cell: one limit or forced-photometry point, as JSON
+POINT_CELL = f"{INDEX_FAMILY}:point"
 #: separator of the parts of a row key (Fink labels and MJD strings never contain it)
 KEY_SEP = "_"
 #: HEALPix resolution of the cone-search index: order 10 (nside 1024, 3.4 arcmin pixels), nested
@@ -92,13 +103,12 @@ FAMILIES: dict[TableKind, tuple[str, ...]] = {
 }
 
 
-#: Spark types of the index-row cells (every index table and the upper table)
+#: Spark types of the index-row cells and of the fields of an upper-table point
 INDEX_TYPES: dict[str, str] = {
     f"{INDEX_FAMILY}:{name}": dtype
     for name, dtype in (
         ("key", "string"),
         ("objectId", "string"),
-        ("alertId", "bigint"),
         ("mjd", "double"),
         ("ra", "double"),
         ("dec", "double"),
@@ -169,6 +179,33 @@ def survey_qualifier(struct: str | None, name: str, main_struct: str) -> str:
     if struct is None or struct == main_struct:
         return name
     return f"{struct}.{name}"
+
+
+def flatten_survey(
+    fields: Iterable[tuple[str, Any]],
+    main_struct: str,
+    struct_items: Callable[[Any], Iterable[tuple[str, Any]] | None],
+) -> dict[str, Any]:
+    """``i:`` qualifier -> value of the survey's top-level fields and of their structs.
+
+    ``fields`` are (name, value) pairs of the alert's top level, ``struct_items`` returns
+    the (name, value) pairs of a struct value and None for anything else. Top-level fields
+    come first and win over a struct field of the same name (ZTF ``candid`` and
+    ``candidate.candid`` hold the same id). The writer applies it to Spark types, the API
+    to decoded records, so both name the columns alike.
+
+    >>> items = lambda v: v.items() if isinstance(v, dict) else None
+    >>> flatten_survey([("candid", 7), ("candidate", {"candid": 7, "jd": 2.5})], "candidate", items)
+    {'candid': 7, 'jd': 2.5}
+    >>> flatten_survey([("diaObject", {"ra": 1.0})], "diaSource", items)
+    {'diaObject.ra': 1.0}
+    """
+    pairs = list(fields)
+    out = {name: value for name, value in pairs if struct_items(value) is None}
+    for name, value in pairs:
+        for sub, sub_value in struct_items(value) or ():
+            out.setdefault(survey_qualifier(name, sub, main_struct), sub_value)
+    return out
 
 
 def mjd_key(mjd: float) -> str:
