@@ -102,6 +102,8 @@ def jsonable(value: Any, dtype: T.DataType) -> Any:
         return None
     if isinstance(dtype, T.LongType):
         return str(value)
+    if isinstance(dtype, T.FloatType) and math.isfinite(value):
+        return float(str(np.float32(value)))  # the shortest decimal of the float32
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dt.datetime):

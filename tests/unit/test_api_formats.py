@@ -18,7 +18,7 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "i:candid": pd.array([1234567890123456789, None], dtype="Int64"),
-            "i:magpsf": np.array([18.5, np.nan], dtype=np.float32),
+            "i:magpsf": np.array([19.123457, np.nan], dtype=np.float32),
             "d:mjd": [58849.25, 58850.5],
             "d:hist": [[1.0, float("nan")], None],
             "d:fink_class": ["Unknown", None],
@@ -30,7 +30,8 @@ def test_json_gives_64_bit_ids_as_strings_and_nan_as_null():
     out = records(frame(), TYPES)
     assert out[0]["i:candid"] == "1234567890123456789"
     assert out[1]["i:candid"] is None and out[1]["i:magpsf"] is None
-    assert out[0]["i:magpsf"] == 18.5 and out[0]["d:hist"] == [1.0, None]
+    assert out[0]["i:magpsf"] == 19.123457 and out[0]["d:hist"] == [1.0, None]
+    assert np.float32(out[0]["i:magpsf"]) == frame()["i:magpsf"][0]
     body = render(frame(), "json", TYPES).body
     assert json.loads(body) == out  # strict JSON: no NaN token
 

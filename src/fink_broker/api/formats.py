@@ -53,14 +53,21 @@ def _json_value(value: Any) -> Any:
 
 
 def records(frame: pd.DataFrame, types: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The rows as JSON-ready dicts; ``bigint`` columns as strings."""
+    """The rows as JSON-ready dicts; ``bigint`` columns as strings, and ``float``
+    (32-bit) columns with their shortest decimal (``19.123457``, not the 64-bit
+    ``19.123456954956055`` the same value widens to; both read back to that float32)."""
     wide = {c for c in frame.columns if types.get(c) in WIDE_INTEGERS}
+    single = {c for c in frame.columns if types.get(c) == "float"}
     out = []
     for row in frame.to_dict(orient="records"):
         item = {}
         for name, value in row.items():
             value = _json_value(value)
-            item[name] = str(value) if name in wide and value is not None else value
+            if value is not None and name in wide:
+                value = str(value)
+            elif value is not None and name in single:
+                value = float(str(np.float32(value)))
+            item[name] = value
         out.append(item)
     return out
 

@@ -10,7 +10,7 @@ A main-table row has three cells: ``i:alert``, the survey's own values, and ``d:
 Fink's, each one Avro record (``to_avro``, schema recorded in the schema table), and
 ``d:schema``, the key of that schema row. One cell per column, as Fink's own archive does,
 costs the HBase server per cell: 130 cells a row ran at 724 rows/s on the 2-core machine
-where one packed cell ran at 5,133 rows/s (``benchmarks/archive.py`` notes). The API
+where one packed cell ran at 5,133 rows/s (happybase puts of 3,000 rows). The API
 unpacks the records into the same ``family:qualifier`` columns:
 
 * ``i:`` (survey) holds the survey's own top-level fields and the fields of its
@@ -106,12 +106,23 @@ class _Plan:
     schema_key: str
 
 
-def _index_cells(values: list[tuple[str, Column, str]]) -> Column:
-    """``map<family:qualifier, bytes>`` of index values (name, column, Spark type); a
-    null value writes no cell (see :mod:`fink_broker.tables.cells`)."""
-    names = F.array(*[F.lit(L.column(L.INDEX_FAMILY, n)) for n, _, _ in values])
-    encoded = F.array(*[_encode(col, dtype) for _, col, dtype in values])
+def _cells(values: list[tuple[str, Column]]) -> Column:
+    """``map<family:qualifier, bytes>`` of (column name, encoded value) pairs; a null
+    value writes no cell (see :mod:`fink_broker.tables.cells`)."""
+    names = F.array(*[F.lit(name) for name, _ in values])
+    encoded = F.array(*[col for _, col in values])
     return F.map_filter(F.map_from_arrays(names, encoded), lambda _k, v: v.isNotNull())
+
+
+def _index_pairs(values: list[tuple[str, Column, str]]) -> list[tuple[str, Column]]:
+    """(column name, encoded value) of index values given as (qualifier in ``r:``,
+    column, Spark type)."""
+    return [(L.column(L.INDEX_FAMILY, n), _encode(c, t)) for n, c, t in values]
+
+
+def _index_cells(values: list[tuple[str, Column, str]]) -> Column:
+    """The cells of index values (see :func:`_index_pairs`)."""
+    return _cells(_index_pairs(values))
 
 
 def _encode(col: Column, dtype: str) -> Column:
@@ -289,26 +300,19 @@ def _history_parts(tables: L.ArchiveTables, obj: Column, canon: dict[str, Column
 
 
 def _cutout_part(
-    science: DataFrame, tables: L.ArchiveTables, canon: dict[str, Column], main_key: Column
+    science: DataFrame,
+    tables: L.ArchiveTables,
+    canon: dict[str, Column],
+    refs: list[tuple[str, Column, str]],
 ) -> _Part:
     """``cutouts`` rows: the three stamps of each alert, keyed by alert id."""
     fields = {f.name: f.dataType for f in science.schema.fields if _is_cutout(f)}
     stamps = [
-        (kind, _cutout_bytes(F.col(f"cutout{kind}"), fields[f"cutout{kind}"]), "binary")
+        (L.column(L.CUTOUT_FAMILY, kind), _cutout_bytes(F.col(f"cutout{kind}"), dtype))
         for kind in L.CUTOUT_KINDS
-        if f"cutout{kind}" in fields
+        if (dtype := fields.get(f"cutout{kind}")) is not None
     ]
-    names = F.array(
-        *[F.lit(L.column(L.CUTOUT_FAMILY, k)) for k, _, _ in stamps],
-        F.lit(L.column(L.INDEX_FAMILY, "key")),
-        F.lit(L.column(L.INDEX_FAMILY, "mjd")),
-    )
-    values = F.array(
-        *[col for _, col, _ in stamps],
-        _encode(main_key, "string"),
-        _encode(canon["mjd"], "double"),
-    )
-    cells = F.map_filter(F.map_from_arrays(names, values), lambda _k, v: v.isNotNull())
+    cells = _cells([*stamps, *_index_pairs(refs)])
     table = tables.name(L.TableKind.CUTOUTS)
     return _Part(_row(table, canon["alertId"].cast("string"), cells))
 
@@ -354,7 +358,7 @@ def _plan(science: DataFrame, survey: str, tables: L.ArchiveTables, cutouts: boo
         )
     parts += _history_parts(tables, obj, canon)
     if cutouts:
-        parts.append(_cutout_part(science, tables, canon, main_key))
+        parts.append(_cutout_part(science, tables, canon, refs))
     return _Plan(tuple(parts), main_types, record_schemas, schema_key)
 
 
