@@ -44,7 +44,9 @@ def bare_python_rate(settings: Settings, survey: str, n: int, folder: Path) -> t
     base = [read_alert_file(f)[0] for f in iter_alert_files(folder)]
     records = [adapter.with_fresh_ids(base[i % len(base)], i // len(base)) for i in range(n)]
     modules = selected_modules(settings, survey)
-    names = sorted({c for m in modules for c in m.inputs})
+    produced = {c.name for m in modules for c in m.outputs}
+    # the canonical inputs: module outputs that other modules read come from the join below
+    names = sorted({c for m in modules for c in m.inputs} - produced)
     # warm-up: catalogue indexes are built once per process, as in a Spark worker
     warm = canonical_frame(records[:50], survey, names)
     for m in modules:

@@ -28,6 +28,16 @@ def write_batch(
     )
 
 
+def committed(spark: SparkSession, path: str, batch_id: int) -> bool:
+    """Whether the folder ``path`` already committed micro-batch ``batch_id`` (a replay
+    after a crash): :func:`write_batch` would then write nothing."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return bool(
+        jvm.org.fink.broker.ExactlyOnceParquet.committed(spark._jsparkSession, path, int(batch_id))
+    )
+
+
 def read_archive(spark: SparkSession, path: str) -> DataFrame:
     """Batch read of a folder written by :func:`write_batch` (committed files only)."""
     return spark.read.parquet(path)

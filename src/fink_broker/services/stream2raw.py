@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -22,7 +23,7 @@ from fink_broker.config import Settings
 from fink_broker.engine.decode import archive_columns, decode, quarantine_columns
 from fink_broker.engine.kafka_options import spark_kafka_options
 from fink_broker.engine.session import get_session
-from fink_broker.engine.sinks import write_batch
+from fink_broker.engine.sinks import committed, write_batch
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
 from fink_broker.services.streaming import (
@@ -80,36 +81,10 @@ class RawBatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         start = time.monotonic()
-        # Decoded once, read three times (archive, quarantine, counts).
-        decoded = decode(batch, self.adapter).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            counts = {
-                (row["ok"], row["error"]): row["n"]
-                for row in decoded.groupBy(
-                    F.col("error").isNull().alias("ok"),
-                    F.when(F.col("error").isNotNull(), F.substring_index("error", " (", 1)).alias(
-                        "error"
-                    ),
-                )
-                .agg(F.count(F.lit(1)).alias("n"))
-                .collect()
-            }
-            archived = sum(n for (ok, _), n in counts.items() if ok)
-            reasons = Counter({err: n for (ok, err), n in counts.items() if not ok})
-            write_batch(
-                self.spark,
-                archive_columns(decoded, self.adapter),
-                self.lake.raw,
-                batch_id,
-                ["night"],
-            )
-            # Written even when empty: a file-sink log must have every batch id, or readers
-            # of the folder fail on the gap.
-            write_batch(
-                self.spark, quarantine_columns(decoded), self.lake.quarantine, batch_id, ["night"]
-            )
-        finally:
-            decoded.unpersist()
+        if committed(self.spark, self.lake.raw, batch_id):
+            archived, reasons = self._replayed(batch, batch_id)
+        else:
+            archived, reasons = self._one_pass(batch, batch_id)
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,
@@ -131,6 +106,69 @@ class RawBatchWriter:
         )
         for reason, n in reasons.items():
             log.warning("quarantined %d message(s) in batch %d: %s", n, batch_id, reason)
+
+    def _one_pass(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str]]:
+        """Decode and archive in one pass over the Kafka batch, counting on the way.
+
+        The raw write observes every decoded message (count, and partition, offset and
+        reason of the undecodable ones), so the alerts are read from Kafka, decoded and
+        written once; caching the decoded batch instead cost more than that whole pass
+        (5,000 ZTF alerts: 4-6 s to cache and count, 2 s to write). Only when messages
+        failed is the batch read again, for their bytes, filtered to their offsets.
+        """
+        observation = Observation(f"stream2raw_{batch_id}_{uuid.uuid4().hex}")
+        decoded = decode(batch, self.adapter)
+        bad = F.when(
+            F.col("error").isNotNull(),
+            F.struct(
+                F.col("kafka_partition").alias("partition"),
+                F.col("kafka_offset").alias("offset"),
+                F.substring_index("error", " (", 1).alias("reason"),
+            ),
+        )
+        watched = decoded.observe(
+            observation, F.count(F.lit(1)).alias("messages"), F.collect_list(bad).alias("bad")
+        )
+        write_batch(
+            self.spark, archive_columns(watched, self.adapter), self.lake.raw, batch_id, ["night"]
+        )
+        seen = observation.get
+        failed = seen["bad"]
+        if failed:
+            where = {f"{r['partition']}:{r['offset']}" for r in failed}
+            offsets = F.concat_ws(":", F.col("partition"), F.col("offset"))
+            rejected = decode(batch.where(offsets.isin(sorted(where))), self.adapter)
+        else:  # an empty batch still enters the quarantine's log: readers need no gaps
+            rejected = decode(batch.limit(0), self.adapter)
+        write_batch(
+            self.spark, quarantine_columns(rejected), self.lake.quarantine, batch_id, ["night"]
+        )
+        return int(seen["messages"]) - len(failed), Counter(r["reason"] for r in failed)
+
+    def _replayed(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str]]:
+        """A batch the raw archive committed before a crash: its write is skipped (nothing
+        to observe), so the counts come from a decode of their own, and the quarantine is
+        written unless it committed too."""
+        decoded = decode(batch, self.adapter).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = {
+                (row["ok"], row["error"]): row["n"]
+                for row in decoded.groupBy(
+                    F.col("error").isNull().alias("ok"),
+                    F.when(F.col("error").isNotNull(), F.substring_index("error", " (", 1)).alias(
+                        "error"
+                    ),
+                )
+                .agg(F.count(F.lit(1)).alias("n"))
+                .collect()
+            }
+            write_batch(
+                self.spark, quarantine_columns(decoded), self.lake.quarantine, batch_id, ["night"]
+            )
+        finally:
+            decoded.unpersist()
+        archived = sum(n for (ok, _), n in counts.items() if ok)
+        return archived, Counter({err: n for (ok, err), n in counts.items() if not ok})
 
 
 def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:

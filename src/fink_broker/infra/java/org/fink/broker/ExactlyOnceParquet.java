@@ -5,11 +5,15 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.execution.SQLExecution;
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
 import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
+import org.apache.spark.sql.execution.streaming.sinks.FileStreamSinkLog;
 
 /**
  * Lets one {@code foreachBatch} micro-batch write to several Parquet folders exactly once.
@@ -24,6 +28,29 @@ import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
  */
 public final class ExactlyOnceParquet {
   private ExactlyOnceParquet() {}
+
+  /**
+   * Whether the Parquet folder {@code path} has already committed micro-batch {@code batchId}
+   * (its sink would skip a write of that batch). A caller that learns something from the
+   * write itself (row counts observed during it) must know when no write will happen.
+   */
+  public static boolean committed(SparkSession spark, String path, long batchId)
+      throws java.io.IOException {
+    Path base = new Path(path);
+    FileSystem fs = base.getFileSystem(spark.sessionState().newHadoopConf());
+    if (!fs.exists(new Path(base, FileStreamSink.metadataDir()))) {
+      return false;
+    }
+    Path logPath = FileStreamSink.getMetadataLogPath(fs, base, spark.sessionState().conf());
+    FileStreamSinkLog log =
+        new FileStreamSinkLog(
+            FileStreamSinkLog.VERSION(),
+            spark,
+            logPath.toString(),
+            FileStreamSinkLog.$lessinit$greater$default$4());
+    scala.Option<Object> latest = log.getLatestBatchId();
+    return latest.isDefined() && (Long) latest.get() >= batchId;
+  }
 
   /** Writes {@code data} as batch {@code batchId} of the Parquet folder {@code path}. */
   public static void addBatch(
@@ -40,6 +67,17 @@ public final class ExactlyOnceParquet {
             scala.jdk.javaapi.CollectionConverters.asScala(Arrays.asList(partitionColumns)).toList(),
             scala.collection.immutable.Map.from(
                 scala.jdk.javaapi.CollectionConverters.asScala(options)));
-    sink.addBatch(batchId, data);
+    // The sink writes the plan directly, inside the micro-batch's own SQL execution; as an
+    // execution of its own, the write reports its observed metrics (Dataset.observe) to
+    // their Observation, so one pass can write the alerts and count them.
+    org.apache.spark.sql.execution.QueryExecution qe =
+        ((org.apache.spark.sql.classic.Dataset<Row>) data).queryExecution();
+    SQLExecution.withNewExecutionId(
+        qe,
+        scala.Option.apply("fink parquet batch " + batchId + " " + path),
+        () -> {
+          sink.addBatch(batchId, data);
+          return scala.runtime.BoxedUnit.UNIT;
+        });
   }
 }
