@@ -96,7 +96,7 @@ def multiplied(science, survey: str, n: int, epochs: int):
             .alias("candidate"),
         )
     else:
-        new_object = F.col("diaSource.diaObjectId") * 1000 + obj
+        new_object = F.col("diaSource.diaObjectId") + obj * ID_STRIDE
         frame = frame.select(
             *[c for c in science.columns if c not in ("diaSourceId", "diaSource")],
             (F.col("diaSourceId") + shift).alias("diaSourceId"),
