@@ -41,6 +41,7 @@ from pyspark.sql.avro.functions import to_avro
 
 from fink_broker import __version__
 from fink_broker.engine.canonical import canonical_columns
+from fink_broker.engine.outgoing import avro_schema_json
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import SurveyAdapter, alert_struct, survey_fields
 from fink_broker.tables import layout as L
@@ -201,10 +202,7 @@ def avro_schema(spark, dtype: T.StructType, name: str) -> str:
     Nullability differs between a streaming read (all nullable) and a batch read of the
     same Parquet, so it is dropped: one column set gives one schema, and one schema row.
     """
-    jvm = spark.sparkContext._jvm
-    jtype = spark._jsparkSession.parseDataType(_nullable(dtype).json())
-    converters = jvm.org.apache.spark.sql.avro.SchemaConverters
-    return converters.toAvroType(jtype, False, name, "fink").toString()
+    return avro_schema_json(spark, _nullable(dtype), name, "fink")
 
 
 def _object_key(canon: dict[str, Column]) -> Column:

@@ -22,14 +22,17 @@ RECORD_NAME = "alert"
 NAMESPACE = "fink"
 
 
-def avro_schema_json(spark: SparkSession, schema: T.StructType) -> str:
+def avro_schema_json(
+    spark: SparkSession,
+    schema: T.StructType,
+    name: str = RECORD_NAME,
+    namespace: str = NAMESPACE,
+) -> str:
     """The Avro schema (JSON text) Spark's ``to_avro`` writes for rows of ``schema``."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     jtype = spark._jsparkSession.parseDataType(schema.json())
-    avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
-        jtype, False, RECORD_NAME, NAMESPACE
-    )
+    avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(jtype, False, name, namespace)
     return json.dumps(json.loads(avro.toString()))
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -65,20 +65,36 @@ def _filter_input_columns(df: DataFrame, survey: str, names: Sequence[str]) -> d
     return inputs
 
 
-def routed(
+@dataclass(frozen=True)
+class _Routing:
+    """The routing expressions of one schema: topics per alert, message key and value."""
+
+    topics: Column
+    key: Column
+    value: Column
+
+
+#: routings by (schema, survey, filters, prefix, cutouts); a stream sees one schema
+_ROUTINGS: dict[tuple, _Routing] = {}
+_MAX_ROUTINGS = 32
+
+
+def _routing(
     spark: SparkSession,
     science: DataFrame,
     survey: str,
     filters: Sequence[AlertFilter],
-    *,
-    prefix: str = "fink_",
-    cutouts: bool = True,
-) -> DataFrame:
-    """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
+    prefix: str,
+    cutouts: bool,
+) -> _Routing:
+    """Built once per schema: the expressions cost ~1 s of py4j calls (measured), which
+    a micro-batch of a live stream should not pay again."""
+    memo = (science.schema.json(), survey, tuple(f.name for f in filters), prefix, cutouts)
+    if memo in _ROUTINGS:
+        return _ROUTINGS[memo]
     suffix = get_adapter(survey).topic_suffix
     topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
     inputs = _filter_input_columns(science, survey, filter_inputs(filters))
-    exploded = science.withColumn("topic", F.explode(topics_column(filters, topics, inputs)))
     key: Column | None = None
     value: Column | None = None
     # filters that publish the same columns share one schema; usually all publish everything
@@ -92,7 +108,25 @@ def routed(
         key = F.when(chosen, k) if key is None else key.when(chosen, k)
         value = F.when(chosen, v) if value is None else value.when(chosen, v)
     assert key is not None and value is not None
-    return exploded.select("topic", key.alias("key"), value.alias("value"))
+    if len(_ROUTINGS) >= _MAX_ROUTINGS:
+        _ROUTINGS.clear()
+    routing = _ROUTINGS[memo] = _Routing(topics_column(filters, topics, inputs), key, value)
+    return routing
+
+
+def routed(
+    spark: SparkSession,
+    science: DataFrame,
+    survey: str,
+    filters: Sequence[AlertFilter],
+    *,
+    prefix: str = "fink_",
+    cutouts: bool = True,
+) -> DataFrame:
+    """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
+    routing = _routing(spark, science, survey, filters, prefix, cutouts)
+    exploded = science.withColumn("topic", F.explode(routing.topics))
+    return exploded.select("topic", routing.key.alias("key"), routing.value.alias("value"))
 
 
 class DistributionBatchWriter:
@@ -120,16 +154,14 @@ class DistributionBatchWriter:
             self.filters,
             prefix=self.settings.distribution.topic_prefix,
             cutouts=self.settings.distribution.cutouts,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            per_topic = {
-                r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()
-            }
-            if per_topic:
-                self._publish(messages, batch_id)
-            rows_in = batch.count()
-        finally:
-            messages.unpersist()
+        )
+        # No cache of the messages: caching them (cutouts included) cost more than the
+        # Kafka write. The count reads the filter inputs only (key and value are pruned),
+        # and the publication encodes each message once.
+        per_topic = {r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()}
+        if per_topic:
+            self._publish(messages, batch_id)
+        rows_in = batch.count()
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,
