@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import types as T
 
 from fink_broker.config import load_settings
-from fink_broker.engine.sinks import committed
+from fink_broker.engine.sinks import binary_leaves, committed, write_batch
 from fink_broker.lake import Lake
 from fink_broker.services.stream2raw import RawBatchWriter
 from fink_broker.surveys import get_adapter
@@ -34,6 +36,7 @@ def test_one_pass_counts_and_a_replayed_batch_changes_nothing(spark, datasim, tm
     assert committed(spark, lake.raw, 0) and not committed(spark, lake.raw, 1)
     writer(batch, 0)  # the same batch again, as after a crash before the checkpoint commit
     writer(kafka_like(spark, good[:3]), 1)  # and a clean batch: its quarantine entry is empty
+    assert committed(spark, lake.quarantine, 1)
     raw = spark.read.parquet(lake.raw)
     assert raw.count() == 15 and raw.select("candid").distinct().count() == 12
     quarantine = spark.read.parquet(lake.quarantine)
@@ -47,3 +50,43 @@ def test_one_pass_counts_and_a_replayed_batch_changes_nothing(spark, datasim, tm
         (3, 3, 0),
     ]
     assert sum(metrics[0]["detail"]["quarantine_reasons"].values()) == 2
+
+
+def test_binary_columns_are_written_without_dictionary(spark, tmp_path):
+    """Unique gzipped stamps gain nothing from a dictionary; the other columns keep it.
+
+    Repeated values make the dictionary pay off, so Parquet keeps one wherever the writer
+    allows it: only the option that :func:`write_batch` passes can take it away.
+    """
+    rows = [(i, "20240101", (b"same stamp" * 50, "same name")) for i in range(200)]
+    frame = spark.createDataFrame(
+        rows, "id long, night string, stamp struct<data: binary, name: string>"
+    )
+    path = str(tmp_path / "lake")
+    write_batch(spark, frame, path, 0, ["night"])
+    files = sorted(Path(path).rglob("*.parquet"))
+    assert files
+    for file in files:
+        meta = pq.ParquetFile(file).metadata.row_group(0)
+        encodings = {
+            meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+        }
+        assert not any("DICTIONARY" in e for e in encodings["stamp.data"]), encodings
+        assert any("DICTIONARY" in e for e in encodings["stamp.name"]), encodings
+
+
+def test_binary_leaves_follow_structs_not_arrays():
+    schema = T.StructType(
+        [
+            T.StructField("id", T.LongType()),
+            T.StructField("cutout", T.BinaryType()),
+            T.StructField(
+                "stamp",
+                T.StructType(
+                    [T.StructField("data", T.BinaryType()), T.StructField("name", T.StringType())]
+                ),
+            ),
+            T.StructField("images", T.ArrayType(T.BinaryType())),
+        ]
+    )
+    assert binary_leaves(schema) == ["cutout", "stamp.data"]

@@ -23,7 +23,7 @@ from fink_broker.config import Settings
 from fink_broker.engine.decode import archive_columns, decode, quarantine_columns
 from fink_broker.engine.kafka_options import spark_kafka_options
 from fink_broker.engine.session import get_session
-from fink_broker.engine.sinks import committed, write_batch
+from fink_broker.engine.sinks import commit_empty, committed, write_batch
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
 from fink_broker.services.streaming import (
@@ -138,11 +138,11 @@ class RawBatchWriter:
             where = {f"{r['partition']}:{r['offset']}" for r in failed}
             offsets = F.concat_ws(":", F.col("partition"), F.col("offset"))
             rejected = decode(batch.where(offsets.isin(sorted(where))), self.adapter)
-        else:  # an empty batch still enters the quarantine's log: readers need no gaps
-            rejected = decode(batch.limit(0), self.adapter)
-        write_batch(
-            self.spark, quarantine_columns(rejected), self.lake.quarantine, batch_id, ["night"]
-        )
+            write_batch(
+                self.spark, quarantine_columns(rejected), self.lake.quarantine, batch_id, ["night"]
+            )
+        else:  # the log needs every batch id (its compaction batches merge the ten before)
+            commit_empty(self.spark, self.lake.quarantine, batch_id)
         return int(seen["messages"]) - len(failed), Counter(r["reason"] for r in failed)
 
     def _replayed(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str]]:

@@ -14,6 +14,7 @@ import org.apache.spark.sql.execution.SQLExecution;
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
 import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
 import org.apache.spark.sql.execution.streaming.sinks.FileStreamSinkLog;
+import org.apache.spark.sql.execution.streaming.sinks.SinkFileStatus;
 
 /**
  * Lets one {@code foreachBatch} micro-batch write to several Parquet folders exactly once.
@@ -41,23 +42,58 @@ public final class ExactlyOnceParquet {
     if (!fs.exists(new Path(base, FileStreamSink.metadataDir()))) {
       return false;
     }
-    Path logPath = FileStreamSink.getMetadataLogPath(fs, base, spark.sessionState().conf());
-    FileStreamSinkLog log =
-        new FileStreamSinkLog(
-            FileStreamSinkLog.VERSION(),
-            spark,
-            logPath.toString(),
-            FileStreamSinkLog.$lessinit$greater$default$4());
-    scala.Option<Object> latest = log.getLatestBatchId();
+    scala.Option<Object> latest = sinkLog(spark, fs, base).getLatestBatchId();
     return latest.isDefined() && (Long) latest.get() >= batchId;
   }
 
-  /** Writes {@code data} as batch {@code batchId} of the Parquet folder {@code path}. */
+  /**
+   * Commits micro-batch {@code batchId} of the folder {@code path} with no file, unless it
+   * committed already: what the sink records for an empty batch, without the Spark job that
+   * would write nothing (~0.25 s per micro-batch on 2 cores). The log needs every batch id:
+   * its compaction batches merge the entries of the ten before them.
+   */
+  public static void commitEmpty(SparkSession spark, String path, long batchId)
+      throws java.io.IOException {
+    Path base = new Path(path);
+    FileSystem fs = base.getFileSystem(spark.sessionState().newHadoopConf());
+    FileStreamSinkLog log = sinkLog(spark, fs, base);
+    scala.Option<Object> latest = log.getLatestBatchId();
+    if (!latest.isDefined() || (Long) latest.get() < batchId) {
+      log.add(batchId, new SinkFileStatus[0]);
+    }
+  }
+
+  private static FileStreamSinkLog sinkLog(SparkSession spark, FileSystem fs, Path base) {
+    Path logPath = FileStreamSink.getMetadataLogPath(fs, base, spark.sessionState().conf());
+    return new FileStreamSinkLog(
+        FileStreamSinkLog.VERSION(),
+        spark,
+        logPath.toString(),
+        FileStreamSinkLog.$lessinit$greater$default$4());
+  }
+
+  /**
+   * Writes {@code data} as batch {@code batchId} of the Parquet folder {@code path}.
+   *
+   * <p>{@code writeOptions} holds (key, value) pairs, flattened, for the file writer and its
+   * Hadoop configuration, such as Parquet's per-column {@code parquet.enable.dictionary#col}.
+   */
   public static void addBatch(
-      SparkSession spark, String path, String[] partitionColumns, long batchId, Dataset<Row> data) {
+      SparkSession spark,
+      String path,
+      String[] partitionColumns,
+      long batchId,
+      Dataset<Row> data,
+      String[] writeOptions) {
+    if (writeOptions.length % 2 != 0) {
+      throw new IllegalArgumentException("writeOptions must hold (key, value) pairs");
+    }
     // A new sink per call (cheap: it opens the commit log) rather than a cache: the log's
     // state must come from the folder as it is now, even if an operator removed it.
     Map<String, String> options = new HashMap<>();
+    for (int i = 0; i < writeOptions.length; i += 2) {
+      options.put(writeOptions[i], writeOptions[i + 1]);
+    }
     options.put("path", path);
     FileStreamSink sink =
         new FileStreamSink(
