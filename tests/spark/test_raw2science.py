@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -128,3 +131,25 @@ def test_failing_module_is_nulled_and_counted(spark):
     assert out[FAILURES_COLUMN.name].tolist() == ["boom"] * 3
     with pytest.raises(ZeroDivisionError):
         ModuleRunner((boom,), FailurePolicy.FAIL)(pd.DataFrame({"x": [1.0]}))
+
+
+def test_batch_counts_in_one_pass_and_on_a_replayed_batch(spark, datasim, tmp_path):
+    """The write observes the cut counts; a batch committed before a crash is not written
+    again, and its counts come from a read of their own, equal to the first."""
+    settings, expected = make_lake(spark, datasim, tmp_path)
+    lake = Lake(settings.paths.root, "ztf")
+    writer = raw2science.ScienceBatchWriter(spark, settings, "ztf")
+    raw = spark.read.parquet(lake.raw)
+    writer(raw, 0)
+    files = sorted(spark.read.parquet(lake.science).inputFiles())
+    writer(raw, 0)
+    assert sorted(spark.read.parquet(lake.science).inputFiles()) == files
+    lines = (Path(settings.paths.state_dir) / "metrics" / "raw2science.jsonl").read_text()
+    first, replayed = [json.loads(line) for line in lines.splitlines()]
+    assert (first["rows_in"], first["rows_out"]) == (50, len(expected["ztf"]))
+    assert (replayed["rows_in"], replayed["rows_out"], replayed["detail"]["cut"]) == (
+        first["rows_in"],
+        first["rows_out"],
+        first["detail"]["cut"],
+    )
+    assert sum(first["detail"]["cut"].values()) >= 50 - len(expected["ztf"])

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from types import ModuleType
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -29,7 +30,7 @@ from fink_broker.engine.modules import (
     modules_column,
 )
 from fink_broker.engine.session import get_session
-from fink_broker.engine.sinks import write_batch
+from fink_broker.engine.sinks import committed, write_batch
 from fink_broker.engine.sources import upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
@@ -140,22 +141,28 @@ class ScienceBatchWriter:
         start = time.monotonic()
         started = dt.datetime.now(dt.UTC)
         failed_before = self.failures.snapshot()
-        # Two passes over the raw files, no cache: the cut counts read only the few cut
-        # columns (Parquet column pruning), so caching whole alerts with their cutouts would
-        # cost more memory than the second read costs time.
         flags = cut_flags(batch, self.cuts)
-        counts = batch.select(
+        count_columns = [
             F.count(F.lit(1)).alias("_in"),
             F.sum(passes_all(self.cuts, batch).cast("int")).alias("_kept"),
             *[
                 F.sum((~flag).cast("int")).alias(cut.name)
                 for cut, flag in zip(self.cuts, flags, strict=True)
             ],
-        ).first()
-        science = science_frame(
-            batch, self.survey, self.cuts, self.modules, self.policy, started, self.failures
-        )
-        write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
+        ]
+        if committed(self.spark, self.lake.science, batch_id):
+            # replayed after a crash that followed the write: nothing is written, so
+            # nothing is observed; the cut columns alone are read (column pruning)
+            counts = batch.select(*count_columns).first()
+        else:
+            # one pass: the write observes the counts of every raw row before the cuts
+            observation = Observation(f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}")
+            watched = batch.observe(observation, *count_columns)
+            science = science_frame(
+                watched, self.survey, self.cuts, self.modules, self.policy, started, self.failures
+            )
+            write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
+            counts = observation.get
         rows_in = int(counts["_in"]) if counts else 0
         rows_out = int(counts["_kept"] or 0) if counts else 0
         cut_counts = {cut.name: int(counts[cut.name] or 0) for cut in self.cuts} if counts else {}
