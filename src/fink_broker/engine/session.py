@@ -32,9 +32,6 @@ JVM_FUNCTIONS = {
     "fink_avro_container": ("org.fink.broker.AvroContainerFrame", AVRO_CONTAINER_TYPE),
 }
 
-#: file formats left on Spark's DataSource V1 path: its default list less ``kafka``
-V1_SOURCES = "avro,csv,json,orc,parquet,text"
-
 #: values that must never appear in Spark's logs or UI (SASL JAAS strings carry passwords)
 REDACTION_REGEX = r"(?i)password\s*=\s*\"[^\"]*\"|secret|token"
 
@@ -68,10 +65,6 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.streaming.stopTimeout", "60s")
         # cutouts are gzipped FITS: compressing the cached micro-batch only burns CPU
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
-        # Kafka through DataSource V2 (Spark's default keeps it on V1): a V1 write runs its
-        # plan in an inner execution that reports no observed metrics, so distribution could
-        # not count its messages during the write (Observation.get would never return)
-        .config("spark.sql.sources.useV1SourceList", V1_SOURCES)
         # night=20200101 stays the string it was written as, not an integer
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
