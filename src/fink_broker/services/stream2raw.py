@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -44,6 +44,12 @@ FETCH_OPTIONS = {
     "kafka.fetch.max.bytes": str(64 * 2**20),
     "kafka.receive.buffer.bytes": str(4 * 2**20),
 }
+
+
+def reason() -> Column:
+    """The quarantine reason counted in logs and metrics: the error without its details
+    (``unknown schema X (accepted: ...)`` counts as ``unknown schema X``)."""
+    return F.substring_index("error", " (", 1)
 
 
 def adapter_of(settings: Settings) -> SurveyAdapter:
@@ -123,7 +129,7 @@ class RawBatchWriter:
             F.struct(
                 F.col("kafka_partition").alias("partition"),
                 F.col("kafka_offset").alias("offset"),
-                F.substring_index("error", " (", 1).alias("reason"),
+                reason().alias("reason"),
             ),
         )
         watched = decoded.observe(
@@ -155,9 +161,7 @@ class RawBatchWriter:
                 (row["ok"], row["error"]): row["n"]
                 for row in decoded.groupBy(
                     F.col("error").isNull().alias("ok"),
-                    F.when(F.col("error").isNotNull(), F.substring_index("error", " (", 1)).alias(
-                        "error"
-                    ),
+                    F.when(F.col("error").isNotNull(), reason()).alias("error"),
                 )
                 .agg(F.count(F.lit(1)).alias("n"))
                 .collect()
