@@ -15,10 +15,11 @@ Pure Python: no pyspark here, so the simulator and the consumer start in a secon
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from fink_broker.config import KafkaSettings, Settings, kafka_password
 from fink_broker.errors import FinkError
@@ -110,6 +111,94 @@ def fail_on_auth_error(config: Mapping[str, Any]) -> Callable[[KafkaError], None
         log.log(level, "Kafka client error on %s: %s", where, err.str())
 
     return on_error
+
+
+def auth_error(kafka: KafkaSettings, reason: str, section: str = "kafka") -> KafkaAuthError:
+    """The error for refused credentials: who, how, where, why, and which settings to fix.
+
+    ``section`` is the settings section the credentials come from (``kafka`` or
+    ``output_kafka``). The password is masked should ``reason`` ever quote it.
+
+    >>> kafka = KafkaSettings(bootstrap_servers="b:9094", security_protocol="SASL_PLAINTEXT",
+    ...                       sasl_username="alice")
+    >>> print(auth_error(kafka, "invalid credentials", "output_kafka"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Kafka authentication failed for user 'alice' with SCRAM-SHA-512 on b:9094: invalid
+    credentials (check output_kafka.sasl_username and the password in
+    $FINK_KAFKA_PASSWORD or output_kafka.sasl_password_file)
+    """
+    try:
+        password = kafka_password(kafka)
+    except OSError:
+        password = None
+    if password:
+        reason = reason.replace(password, "***")
+    how = (
+        kafka.sasl_mechanism
+        if kafka.security_protocol.startswith("SASL")
+        else kafka.security_protocol
+    )
+    return KafkaAuthError(
+        f"Kafka authentication failed for user {kafka.sasl_username or '(no user)'!r} with "
+        f"{how} on {kafka.bootstrap_servers}: {reason} (check {section}.sasl_username and the "
+        f"password in ${kafka.sasl_password_env} or {section}.sasl_password_file)"
+    )
+
+
+def ensure_topics(
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    partitions: int = -1,
+    *,
+    timeout: float = 30.0,
+    section: str = "kafka",
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Create the missing ``topics`` (``partitions`` each, -1: the broker's default); return
+    the names created.
+
+    Writers create their topics before they publish rather than rely on the broker creating
+    them on first use: production clusters disable that, and a producer whose first batch
+    races the creation of its topic can be left retrying out-of-order sequence numbers until
+    its delivery timeout (seen with Spark's idempotent Kafka producer). Refused credentials
+    raise :func:`auth_error` within a second: the admin client's error callback is polled
+    while the creation is pending. The client is kept referenced until its futures resolve.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    refused: list[KafkaError] = []
+    admin = AdminClient(
+        {
+            **connection_config(kafka, env),
+            "error_cb": lambda e: is_auth_error(e) and refused.append(e),
+        }
+    )
+    new = [
+        NewTopic(t, num_partitions=partitions, config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+        for t in topics
+    ]
+    futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not all(f.done() for f in futures.values()) and not refused:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Kafka on {kafka.bootstrap_servers}: topics {list(topics)} not "
+                f"created within {timeout:.0f} s"
+            )
+        admin.poll(0.1)
+    if refused:
+        raise auth_error(kafka, refused[0].str(), section)
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+            log.info("created topic %s", name)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    del admin  # only now: the futures are resolved
+    return created
 
 
 def with_auth_check(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ import fastavro
 import pytest
 
 from fink_broker.config import Settings
+from fink_broker.kafka_clients import ensure_topics
 from fink_broker.services import checkstream
 from fink_broker.services.alert_display import Report
 from fink_broker.services.checkstream import Checkstream
-from fink_broker.simulator.kafka_producer import ensure_topic
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
 
@@ -109,7 +109,7 @@ def _ztf_messages(datasim: Path) -> list[tuple[bytes | None, bytes]]:
 def test_counts_rate_last_alerts_and_lags(local_kafka: Any, datasim: Path, tmp_path: Path) -> None:
     settings = _settings(local_kafka, tmp_path, last=6)
     topic = f"test_checkstream_{uuid.uuid4().hex[:8]}"
-    ensure_topic(settings.kafka, topic, PARTITIONS)
+    ensure_topics(settings.kafka, [topic], PARTITIONS)
     messages = _ztf_messages(datasim)
     messages[10] = (b"inject-garbage-0", b"\x42 not an alert")
     placed = _produce(local_kafka.bootstrap, topic, messages)
@@ -166,7 +166,7 @@ def test_live_start_sees_only_new_outgoing_alerts(
     """Default start is at the high watermarks; Fink's outgoing format is decoded too."""
     settings = _settings(local_kafka, tmp_path, last=3)
     topic = f"test_checkstream_out_{uuid.uuid4().hex[:8]}"
-    ensure_topic(settings.kafka, topic, PARTITIONS)
+    ensure_topics(settings.kafka, [topic], PARTITIONS)
     alerts = [read_alert_file(p) for p in list(iter_alert_files(datasim / "rubin"))[:30]]
 
     def outgoing(record: dict[str, Any], schema: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -196,7 +196,7 @@ def test_run_prints_reports_and_waits_for_a_missing_topic(
     topic = f"test_checkstream_late_{uuid.uuid4().hex[:8]}"
     with Checkstream(settings, topic) as view:
         missing = view.next_report()
-        ensure_topic(settings.kafka, topic, PARTITIONS)
+        ensure_topics(settings.kafka, [topic], PARTITIONS)
         _produce(local_kafka.bootstrap, topic, _ztf_messages(datasim)[:8])
         reports = _until_total(view, 8)
     assert "does not exist" in missing.note and missing.partitions == ()

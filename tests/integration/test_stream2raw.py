@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from fink_broker.config import Settings, dump_toml, load_settings
+from fink_broker.kafka_clients import ensure_topics
 from fink_broker.lake import Lake
 from fink_broker.services import stream2raw
-from fink_broker.simulator.kafka_producer import ensure_topic
 from fink_broker.simulator.replay import Injection, replay
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
@@ -149,7 +149,7 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(spark, local_kafka, dat
     )
     config = tmp_path / "fink.toml"
     config.write_text(dump_toml(settings))
-    ensure_topic(settings.kafka, topic, 4)
+    ensure_topics(settings.kafka, [topic], 4)
     # The simulator replays at 125 alerts/s (40 s), started once the stream2raw query runs
     # (a Spark session takes 5-20 s to start, longer on a loaded machine); stream2raw is
     # killed after two committed micro-batches, while the replay still runs.

@@ -116,19 +116,4 @@ def refused_login(
         if found is None:
             return None
         reason = found.group(1).strip()
-    try:
-        password = kafka_password(kafka)
-    except OSError:
-        password = None
-    if password:
-        reason = reason.replace(password, "***")
-    how = (
-        kafka.sasl_mechanism
-        if kafka.security_protocol.startswith("SASL")
-        else kafka.security_protocol
-    )
-    return kafka_clients.KafkaAuthError(
-        f"Kafka authentication failed for user {kafka.sasl_username or '(no user)'!r} with "
-        f"{how} on {kafka.bootstrap_servers}: {reason} (check {section}.sasl_username and the "
-        f"password in ${kafka.sasl_password_env} or {section}.sasl_password_file)"
-    )
+    return kafka_clients.auth_error(kafka, reason, section)

@@ -30,7 +30,7 @@ from fink_broker.engine.session import get_session
 from fink_broker.engine.sources import upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.errors import FinkError
-from fink_broker.kafka_clients import outgoing_kafka
+from fink_broker.kafka_clients import KafkaAuthError, ensure_topics, outgoing_kafka
 from fink_broker.lake import Lake
 from fink_broker.plugins.filters import AlertFilter, discover_filters, filters_for, topic_name
 from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
@@ -144,6 +144,11 @@ class DistributionBatchWriter:
         self.metrics = MetricsLog(settings, SERVICE)
         #: the operator-facing error that failed a batch, re-raised as such by :func:`run`
         self.failure: FinkError | None = None
+        suffix = get_adapter(survey).topic_suffix
+        self.topics = [
+            topic_name(f, suffix, prefix=settings.distribution.topic_prefix) for f in self.filters
+        ]
+        self._topics_ready = False
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         start = time.monotonic()
@@ -160,6 +165,7 @@ class DistributionBatchWriter:
         # and the publication encodes each message once.
         per_topic = {r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()}
         if per_topic:
+            self._ensure_topics()
             self._publish(messages, batch_id)
         rows_in = batch.count()
         metrics = BatchMetrics(
@@ -179,6 +185,18 @@ class DistributionBatchWriter:
             per_topic,
             metrics.duration_s,
         )
+
+    def _ensure_topics(self) -> None:
+        """Create the filter topics before the first publication (once per run)."""
+        if self._topics_ready:
+            return
+        try:
+            ensure_topics(self.kafka, self.topics, section=self.kafka_section)
+        except KafkaAuthError as refused:
+            log.error("topics not created: %s", refused)
+            self.failure = refused
+            raise
+        self._topics_ready = True
 
     def _publish(self, messages: DataFrame, batch_id: int) -> None:
         """Write the batch to its topics; refused credentials fail it with a clear error.

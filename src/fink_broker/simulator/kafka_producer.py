@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from fink_broker.config import KafkaSettings
 from fink_broker.kafka_clients import MAX_MESSAGE_BYTES, connection_config, redacted
@@ -138,53 +138,6 @@ def flush(producer: ProducerLike, tracker: DeliveryTracker, timeout: float = 180
         )
         log.error("%d message(s) still undelivered after %.0f s", remaining, timeout)
     return remaining
-
-
-def ensure_topic(
-    kafka: KafkaSettings,
-    topic: str,
-    partitions: int,
-    *,
-    timeout: float = 30.0,
-    env: Mapping[str, str] | None = None,
-) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created.
-
-    The AdminClient is kept referenced until the futures resolve: its background thread
-    completes them, and dropping the client first can leave them pending forever.
-    """
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient(connection_config(kafka, env))
-    metadata = admin.list_topics(timeout=timeout)
-    existing = metadata.topics.get(topic)
-    if existing is not None and existing.error is None:
-        if len(existing.partitions) != partitions:
-            log.info(
-                "topic %s exists with %d partitions (asked %d): kept as is",
-                topic,
-                len(existing.partitions),
-                partitions,
-            )
-        return False
-    new = NewTopic(
-        topic,
-        num_partitions=partitions,
-        config={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
-    )
-    futures = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
-    created = False
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout)
-            created = True
-            log.info("created topic %s with %d partitions", name, partitions)
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-            log.info("topic %s was created concurrently", name)
-    del admin  # only now: the futures are resolved
-    return created
 
 
 def new_producer(config: Mapping[str, Any]) -> ProducerLike:

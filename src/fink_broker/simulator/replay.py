@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fink_broker.config import Settings
+from fink_broker.kafka_clients import ensure_topics
 from fink_broker.simulator import kafka_producer as kp
 from fink_broker.surveys import SurveyAdapter, get_adapter
 from fink_broker.surveys.base import default_topic, iter_alert_files, read_alert_file
@@ -407,7 +408,7 @@ def replay(
     bad_at = interleave(n_alerts, inject, seed)
 
     if producer is None:
-        kp.ensure_topic(settings.kafka, topic, partitions)
+        ensure_topics(settings.kafka, [topic], partitions)
         producer = kp.new_producer(kp.producer_config(settings.kafka, compression=compression))
     tracker = kp.DeliveryTracker()
     summary = ReplaySummary(survey=survey, topic=topic, bad=dict.fromkeys(INJECTION_KINDS, 0))
