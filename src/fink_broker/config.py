@@ -53,6 +53,9 @@ class SparkSettings:
     shuffle_partitions: int = 2
     #: driver memory (local mode: the whole JVM)
     driver_memory: str = "2g"
+    #: JVM options of the driver and executors. The throughput collector: alerts are large
+    #: (50-150 kB) short-lived objects, and G1 spent a quarter of stream2raw's time in pauses
+    java_options: str = "-XX:+UseParallelGC"
     #: log level of Spark's own loggers
     log_level: str = "WARN"
     #: extra Spark properties, e.g. {"spark.executor.memory" = "4g"}

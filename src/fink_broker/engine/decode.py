@@ -2,8 +2,9 @@
 
 The alert keeps the survey's own field names and nesting (ZTF ``candidate`` struct,
 ``prv_candidates`` array of structs, cutouts as binary). Decoding runs inside the JVM with
-Spark's ``from_avro``: Rubin's Confluent framing is peeled with SQL byte functions, and ZTF's
-one-container-file-per-message framing with Fink's Java function ``fink_avro_container``.
+Spark's ``from_avro``, once Fink's Java functions have peeled the framing: Rubin's Confluent
+wire format (``fink_confluent_frame``) and ZTF's one container file per message
+(``fink_avro_container``).
 No Python worker sees the alert bytes.
 
 Every record gets an ``error``: null when it decoded, otherwise the reason it goes to
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from fink_broker import __version__
+from fink_broker.engine.session import now
 from fink_broker.surveys.base import TAI_MINUS_UTC_SECONDS, SurveyAdapter, WireSchema
 
 #: Kafka metadata kept with every alert and quarantined message
@@ -47,32 +49,22 @@ def night_of(time: Column, kind: str) -> Column:
     return F.date_format(F.timestamp_seconds(seconds), "yyyyMMdd")
 
 
-def _frame(value: Column, adapter: SurveyAdapter, schema: WireSchema) -> Column:
+#: survey framing -> Fink's Java function that unwraps it (``infra/java``)
+FRAMING_FUNCTIONS = {
+    "confluent_wire": "fink_confluent_frame",
+    "avro_container": "fink_avro_container",
+}
+
+
+def _frame(value: Column, adapter: SurveyAdapter) -> Column:
     """A struct (payload, schema_key, error): the Avro body and the framing verdict.
 
     Computed in a projection of its own so that the framing function runs once per
     message even though three columns derive from it.
     """
-    if adapter.framing == "confluent_wire":
-        return F.struct(
-            F.expr("substring(value, 6)").alias("payload"),
-            F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).alias("schema_key"),
-            F.when(value.isNull(), F.lit("null message value"))
-            .when(F.length(value) < 6, F.lit("message shorter than the Confluent header"))
-            .when(
-                F.substring(value, 1, 1) != F.lit(b"\x00"),
-                F.lit("bad magic byte (not Confluent wire format)"),
-            )
-            .alias("error"),
-        )
-    if adapter.framing == "avro_container":
-        framed = F.call_function("fink_avro_container", value)
-        return F.struct(
-            framed["payload"].alias("payload"),
-            framed["schema_fingerprint"].alias("schema_key"),
-            framed["error"].alias("error"),
-        )
-    raise ValueError(f"unknown framing {adapter.framing}")
+    if adapter.framing not in FRAMING_FUNCTIONS:
+        raise ValueError(f"unknown framing {adapter.framing}")
+    return F.call_function(FRAMING_FUNCTIONS[adapter.framing], value)
 
 
 def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None = None) -> DataFrame:
@@ -86,7 +78,7 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
     framed = kafka.select(
         "value",
         *[F.col(src).alias(dst) for src, dst in KAFKA_COLUMNS.items()],
-        _frame(F.col("value"), adapter, schema).alias("frame"),
+        _frame(F.col("value"), adapter).alias("frame"),
     )
     key = F.col("frame.schema_key")
     frame_error = F.coalesce(
@@ -130,7 +122,7 @@ def archive_columns(decoded: DataFrame, adapter: SurveyAdapter) -> DataFrame:
     return decoded.where(F.col("error").isNull()).select(
         "alert.*",
         *KAFKA_COLUMNS.values(),
-        F.current_timestamp().alias("fink_ingest_time"),
+        now().alias("fink_ingest_time"),
         F.lit(__version__).alias("fink_broker_version"),
         night_of(time, adapter.time_kind).alias("night"),
     )
@@ -138,11 +130,14 @@ def archive_columns(decoded: DataFrame, adapter: SurveyAdapter) -> DataFrame:
 
 def quarantine_columns(decoded: DataFrame) -> DataFrame:
     """Undecodable messages: raw bytes, where they came from, why, and the ingest night."""
-    now = F.current_timestamp()
-    return decoded.where(F.col("error").isNotNull()).select(
-        "value",
-        *KAFKA_COLUMNS.values(),
-        "error",
-        now.alias("fink_ingest_time"),
-        F.date_format(now, "yyyyMMdd").alias("night"),
+    return (
+        decoded.where(F.col("error").isNotNull())
+        .withColumn("fink_ingest_time", now())
+        .select(
+            "value",
+            *KAFKA_COLUMNS.values(),
+            "error",
+            "fink_ingest_time",
+            F.date_format("fink_ingest_time", "yyyyMMdd").alias("night"),
+        )
     )

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from fink_broker.config import Settings
@@ -21,16 +22,22 @@ from fink_broker.infra.jars import resolve_jars, spark_log4j_conf
 log = logging.getLogger(__name__)
 
 #: Spark SQL name -> (Java class, return type) of Fink's JVM functions (infra/java)
-AVRO_CONTAINER_TYPE = T.StructType(
+#: what a framing function returns: the Avro body, the key of its writer schema (CRC-64-AVRO
+#: fingerprint or registry id) and why the message goes to quarantine, if it does
+FRAME_TYPE = T.StructType(
     [
         T.StructField("payload", T.BinaryType()),
-        T.StructField("schema_fingerprint", T.StringType()),
+        T.StructField("schema_key", T.StringType()),
         T.StructField("error", T.StringType()),
     ]
 )
 JVM_FUNCTIONS = {
-    "fink_avro_container": ("org.fink.broker.AvroContainerFrame", AVRO_CONTAINER_TYPE),
+    "fink_avro_container": ("org.fink.broker.AvroContainerFrame", FRAME_TYPE),
+    "fink_confluent_frame": ("org.fink.broker.ConfluentFrame", FRAME_TYPE),
 }
+#: Java classes that register their nondeterministic functions themselves (PySpark's
+#: registerJavaFunction only makes deterministic ones, which Spark may fold into constants)
+JVM_SELF_REGISTERING = ("org.fink.broker.Now",)
 
 #: values that must never appear in Spark's logs or UI (SASL JAAS strings carry passwords)
 REDACTION_REGEX = r"(?i)password\s*=\s*\"[^\"]*\"|secret|token"
@@ -47,13 +54,14 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
     if settings.spark.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     log4j = f"-Dlog4j2.configurationFile=file:{spark_log4j_conf()}"
+    java_options = f"{log4j} {settings.spark.java_options}".strip()
     builder = (
         SparkSession.builder.master(settings.spark.master)
         .appName(app_name)
         .config("spark.jars", ",".join(str(j) for j in jars.spark_jars))
         .config("spark.driver.memory", settings.spark.driver_memory)
-        .config("spark.driver.extraJavaOptions", log4j)
-        .config("spark.executor.extraJavaOptions", log4j)
+        .config("spark.driver.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", java_options)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
@@ -65,6 +73,10 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.streaming.stopTimeout", "60s")
         # cutouts are gzipped FITS: compressing the cached micro-batch only burns CPU
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        # a partitioned write sorts its rows by partition (night) unless it may keep a few
+        # files open at once: a micro-batch spans one or two nights, and sorting copies
+        # every 50-150 kB alert once more
+        .config("spark.sql.maxConcurrentOutputFileWriters", "4")
         # night=20200101 stays the string it was written as, not an integer
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
@@ -81,3 +93,16 @@ def register_jvm_functions(spark: SparkSession) -> None:
     """Make Fink's Java functions callable from Spark SQL in this session."""
     for name, (java_class, return_type) in JVM_FUNCTIONS.items():
         spark.udf.registerJavaFunction(name, java_class, return_type)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    for java_class in JVM_SELF_REGISTERING:
+        jvm.__getattr__(java_class).register(spark._jsparkSession)
+
+
+def now() -> Column:
+    """The time each row is processed (``fink_now()``, see ``infra/java/.../Now.java``).
+
+    Use it instead of ``current_timestamp()``, whose value becomes a literal of each
+    micro-batch's generated code and so defeats Spark's cache of compiled code.
+    """
+    return F.call_function("fink_now")

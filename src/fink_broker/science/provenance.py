@@ -34,7 +34,9 @@ OUTPUTS = (
 
 #: columns the engine sets per micro-batch (declared here, never computed by a module)
 ENGINE_COLUMNS = (
-    ColumnSpec("processing_start", "timestamp", "UTC", "start of the raw2science micro-batch"),
+    ColumnSpec(
+        "processing_start", "timestamp", "UTC", "when raw2science started processing the alert"
+    ),
     ColumnSpec("processing_end", "timestamp", "UTC", "end of the raw2science micro-batch"),
 )
 

@@ -9,7 +9,6 @@ writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ from fink_broker.engine.modules import (
     external_inputs,
     modules_column,
 )
-from fink_broker.engine.session import get_session
+from fink_broker.engine.session import get_session, now
 from fink_broker.engine.sinks import committed, write_batch
 from fink_broker.engine.sources import upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
@@ -93,14 +92,19 @@ def science_frame(
     cuts: Sequence[Cut],
     modules: Sequence[ScienceModule],
     policy: FailurePolicy,
-    started: dt.datetime,
     failures: FailureCounters | None = None,
 ) -> DataFrame:
     """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
 
     Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
+    ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
+    the modules have finished its Arrow batch.
     """
-    kept = raw.where(passes_all(cuts, raw)).drop("fink_broker_version")
+    kept = (
+        raw.where(passes_all(cuts, raw))
+        .drop("fink_broker_version")
+        .withColumn("processing_start", now())
+    )
     added: list[Column] = []
     if modules:
         # module inputs are canonical columns, or else raw alert fields by their path
@@ -113,14 +117,14 @@ def science_frame(
     else:
         added = [
             F.lit(None).cast("string").alias(FAILURES_COLUMN.name),
-            F.current_timestamp().alias("processing_end"),
+            now().alias("processing_end"),
         ]
     provenance = [
         F.lit(__version__).alias("fink_broker_version"),
         F.lit(module_signature(modules) if modules else "no-science").alias("fink_science_modules"),
-        F.lit(started).cast("timestamp").alias("processing_start"),
+        F.col("processing_start"),
     ]
-    raw_columns = [F.col(c) for c in kept.columns if c != "_fink"]
+    raw_columns = [F.col(c) for c in kept.columns if c not in ("_fink", "processing_start")]
     return kept.select(*raw_columns, *added, *provenance)
 
 
@@ -139,7 +143,6 @@ class ScienceBatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         start = time.monotonic()
-        started = dt.datetime.now(dt.UTC)
         failed_before = self.failures.snapshot()
         flags = cut_flags(batch, self.cuts)
         count_columns = [
@@ -159,7 +162,7 @@ class ScienceBatchWriter:
             observation = Observation(f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}")
             watched = batch.observe(observation, *count_columns)
             science = science_frame(
-                watched, self.survey, self.cuts, self.modules, self.policy, started, self.failures
+                watched, self.survey, self.cuts, self.modules, self.policy, self.failures
             )
             write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
             counts = observation.get

@@ -18,7 +18,7 @@ import org.apache.spark.sql.api.java.UDF1;
  * Unwraps a Kafka message that holds one Avro object container file (how ZTF publishes alerts)
  * into the schemaless record bytes that Spark's {@code from_avro} decodes on the JVM.
  *
- * <p>Returns a row (payload, schema_fingerprint, error). The fingerprint is the CRC-64-AVRO
+ * <p>Returns a row (payload, schema_key, error). The fingerprint is the CRC-64-AVRO
  * parsing fingerprint of the embedded writer schema, as 16 hex digits, so the caller can route
  * each message to the reader of its schema version and quarantine unknown ones. Any framing
  * problem (not a container, truncated header or block, bad sync marker, unknown codec) is
@@ -96,6 +96,7 @@ public final class AvroContainerFrame implements UDF1<byte[], Row> {
 
   @Override
   public Row call(byte[] value) {
+    TaskSqlConf.pin(); // from_avro decodes this payload next, in the same task
     if (value == null) {
       return RowFactory.create(null, null, "null message value");
     }
