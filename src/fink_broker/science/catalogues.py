@@ -164,14 +164,25 @@ def j_name(ra: np.ndarray, dec: np.ndarray) -> list[str]:
 # The process-level cache
 
 
+def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """(n, 3) Cartesian unit vectors of positions in degrees.
+
+    >>> unit_vectors(np.array([90.0]), np.array([0.0])).round(12).tolist()
+    [[0.0, 1.0, 0.0]]
+    """
+    ra_rad, dec_rad = np.radians(ra), np.radians(dec)
+    cos_dec = np.cos(dec_rad)
+    return np.column_stack([cos_dec * np.cos(ra_rad), cos_dec * np.sin(ra_rad), np.sin(dec_rad)])
+
+
 @dataclass
 class LoadedCatalogue:
     """A catalogue read and indexed once per process."""
 
     catalogue: Catalogue
     frame: pd.DataFrame
-    #: astropy SkyCoord of the rows; it keeps the KD-tree astropy builds on first match
-    coords: object
+    #: scipy KD-tree of the rows' unit vectors (row order of ``frame``)
+    tree: object
     load_seconds: float
 
 
@@ -191,8 +202,7 @@ def _key(catalogue: Catalogue) -> tuple[str, tuple[tuple[str, float], ...]]:
 
 def load(catalogue: Catalogue) -> LoadedCatalogue:
     """The catalogue, read and indexed at most once per process (and per file version)."""
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
+    from scipy.spatial import cKDTree
 
     key = _key(catalogue)
     with _LOCK:
@@ -201,10 +211,8 @@ def load(catalogue: Catalogue) -> LoadedCatalogue:
             return hit
         start = time.perf_counter()
         frame = catalogue.read()
-        coords = SkyCoord(
-            ra=frame["ra"].to_numpy(float) * u.deg, dec=frame["dec"].to_numpy(float) * u.deg
-        )
-        loaded = LoadedCatalogue(catalogue, frame, coords, time.perf_counter() - start)
+        tree = cKDTree(unit_vectors(frame["ra"].to_numpy(float), frame["dec"].to_numpy(float)))
+        loaded = LoadedCatalogue(catalogue, frame, tree, time.perf_counter() - start)
         # drop older versions of the same catalogue so a replaced file does not leak memory
         for old in [k for k in _CACHE if k[0] == catalogue.name]:
             del _CACHE[old]
