@@ -66,9 +66,11 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # only module/filter inputs travel to Python (no cutouts); 500-row Arrow batches keep
-        # worker memory low (the feasibility study saw no throughput change from 100 to 10000)
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        # only module/filter inputs travel to Python (no cutouts). Per Arrow batch the workers
+        # pay a fixed pandas cost: 2500-row batches halved raw2science's Python CPU per alert
+        # against 500 (0.15 -> 0.08 ms, warm, 20,000 ZTF alerts). The rows waiting for their
+        # UDF results are queued by Spark (memory, then disk), cutouts included.
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2500")
         .config("spark.sql.redaction.string.regex", REDACTION_REGEX)
         .config("spark.sql.streaming.stopTimeout", "60s")
         # cutouts are gzipped FITS: compressing the cached micro-batch only burns CPU
