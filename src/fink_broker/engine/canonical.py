@@ -37,6 +37,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fink_broker.engine.built_columns import BuiltColumns
 from fink_broker.surveys.fields import (
     CANONICAL_NAMES,
     MAG_PER_RELATIVE_FLUX,
@@ -353,8 +354,7 @@ def _names(columns: Sequence[str] | None) -> list[str]:
 
 #: built columns by (schema, survey, names): a stream's micro-batches share one schema, and
 #: building the expressions costs ~0.7 s of py4j calls per batch (measured, all columns)
-_BUILT: dict[tuple[str, str, tuple[str, ...]], dict[str, Column]] = {}
-_MAX_BUILT = 64
+_BUILT = BuiltColumns[dict[str, Column]](capacity=64)
 
 
 def table_columns(
@@ -369,11 +369,7 @@ def table_columns(
     """
     names = _names(columns)
     key = (schema.json(), _survey_name(survey), tuple(names))
-    if key not in _BUILT:
-        if len(_BUILT) >= _MAX_BUILT:
-            _BUILT.clear()
-        _BUILT[key] = _table_columns(schema, survey, names)
-    return dict(_BUILT[key])
+    return dict(_BUILT.get(key, lambda: _table_columns(schema, survey, names)))
 
 
 def _table_columns(schema: T.StructType, survey: str | Any, names: list[str]) -> dict[str, Column]:
@@ -408,18 +404,23 @@ def _marked(schema: T.StructType, survey: str | Any) -> dict[str, str]:
     return {m["name"]: column for column, m in marks.items() if m.get("survey") == name}
 
 
+def _schema_of(df: DataFrame | T.StructType) -> T.StructType:
+    return df if isinstance(df, T.StructType) else df.schema
+
+
 def canonical_columns(
-    df: DataFrame, survey: str | Any, columns: Sequence[str] | None = None
+    df: DataFrame | T.StructType, survey: str | Any, columns: Sequence[str] | None = None
 ) -> dict[str, Column]:
     """Canonical name -> Column (unaliased), the mapping the UDF bridge takes as inputs.
 
-    A column that :func:`with_canonical` already added (found by its metadata) is reused;
-    the others are computed from the raw fields.
+    ``df`` is a frame or its schema. A column that :func:`with_canonical` already added
+    (found by its metadata) is reused; the others are computed from the raw fields.
     """
     names = _names(columns)
-    marked = _marked(df.schema, survey)
+    schema = _schema_of(df)
+    marked = _marked(schema, survey)
     todo = [n for n in names if n not in marked]
-    computed = table_columns(df.schema, survey, todo) if todo else {}
+    computed = table_columns(schema, survey, todo) if todo else {}
     return {n: _top(marked[n]) if n in marked else computed[n] for n in names}
 
 
@@ -498,18 +499,20 @@ def _cut_flag(cut: Cut, scope: Scope) -> Column:
     return flag
 
 
-def cut_flags(df: DataFrame, cuts: Sequence[Cut]) -> list[Column]:
-    """One boolean column ``cut_<name>`` per cut (True = passes), for a select."""
-    scope = Scope(df.schema)
+def cut_flags(df: DataFrame | T.StructType, cuts: Sequence[Cut]) -> list[Column]:
+    """One boolean column ``cut_<name>`` per cut (True = passes), for a select over ``df``
+    (a frame or its schema)."""
+    scope = Scope(_schema_of(df))
     return [_cut_flag(c, scope).alias(f"cut_{c.name}") for c in cuts]
 
 
-def passes_all(cuts: Sequence[Cut], df: DataFrame | None = None) -> Column:
+def passes_all(cuts: Sequence[Cut], df: DataFrame | T.StructType | None = None) -> Column:
     """True when an alert passes every cut (True for no cuts).
 
     Without ``df`` it combines the ``cut_<name>`` columns that :func:`cut_flags` added;
-    with ``df`` it evaluates the cuts directly (``df.where(passes_all(cuts, df))``).
+    with ``df`` (a frame or its schema) it evaluates the cuts directly
+    (``df.where(passes_all(cuts, df))``).
     """
-    scope = None if df is None else Scope(df.schema)
+    scope = None if df is None else Scope(_schema_of(df))
     flags = [F.col(f"cut_{c.name}") if scope is None else _cut_flag(c, scope) for c in cuts]
     return functools.reduce(operator.and_, flags, F.lit(True))

@@ -13,11 +13,15 @@ quarantine (framing, unknown schema, malformed body). Nothing is dropped here.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from fink_broker import __version__
+from fink_broker.engine.built_columns import BuiltColumns
 from fink_broker.engine.session import now
 from fink_broker.surveys.base import TAI_MINUS_UTC_SECONDS, SurveyAdapter, WireSchema
 
@@ -67,19 +71,32 @@ def _frame(value: Column, adapter: SurveyAdapter) -> Column:
     return F.call_function(FRAMING_FUNCTIONS[adapter.framing], value)
 
 
-def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None = None) -> DataFrame:
-    """Kafka source rows -> rows with ``alert`` (struct), ``error`` and Kafka metadata.
+@dataclass(frozen=True)
+class _Projections:
+    """The select lists of :func:`decode` and :func:`archive_columns`, in order."""
 
-    ``schema`` is the one wire schema accepted for the archive (default: the adapter's
-    first); messages in another schema version are quarantined with that reason, because
-    one raw archive holds one schema.
-    """
-    schema = schema or adapter.wire_schemas()[0]
-    framed = kafka.select(
-        "value",
+    framed: list[Column]
+    checked: list[Column]
+    with_alert: list[Column]
+    decoded: list[Column]
+    archived: list[Column]
+
+
+#: projections by (survey, framing, alert id, time, accepted schema): built once per stream
+_PROJECTIONS = BuiltColumns[_Projections]()
+
+
+def _projections(adapter: SurveyAdapter, schema: WireSchema) -> _Projections:
+    key = (adapter.name, adapter.framing, adapter.alert_id, adapter.time, schema.key)
+    return _PROJECTIONS.get(key, functools.partial(_build_projections, adapter, schema))
+
+
+def _build_projections(adapter: SurveyAdapter, schema: WireSchema) -> _Projections:
+    framed = [
+        F.col("value"),
         *[F.col(src).alias(dst) for src, dst in KAFKA_COLUMNS.items()],
         _frame(F.col("value"), adapter).alias("frame"),
-    )
+    ]
     key = F.col("frame.schema_key")
     frame_error = F.coalesce(
         F.col("frame.error"),
@@ -92,40 +109,57 @@ def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None =
             ),
         ),
     )
-    checked = framed.select(
-        "value", *KAFKA_COLUMNS.values(), "frame.payload", frame_error.alias("frame_error")
-    )
+    kafka = [F.col(c) for c in KAFKA_COLUMNS.values()]
+    checked = [F.col("value"), *kafka, F.col("frame.payload"), frame_error.alias("frame_error")]
     alert = from_avro(F.col("payload"), schema.json, {"mode": "PERMISSIVE"})
-    with_alert = checked.select(
-        "value",
-        *KAFKA_COLUMNS.values(),
-        "frame_error",
+    with_alert = [
+        F.col("value"),
+        *kafka,
+        F.col("frame_error"),
         F.when(F.col("frame_error").isNull(), alert).alias("alert"),
-    )
+    ]
     undecodable = F.lit(f"Avro body does not decode with {schema.version} (malformed or truncated)")
     # PERMISSIVE from_avro returns a struct of nulls (not a null struct) for a bad body; the
     # alert id is a non-null field of every schema, so its absence marks the failure.
     failed = F.col("alert").isNull() | F.col(f"alert.{adapter.alert_id}").isNull()
     error = F.coalesce(F.col("frame_error"), F.when(failed, undecodable))
-    return with_alert.select(
+    decoded = [
         # the raw bytes are only kept for the quarantine: a decoded alert does not carry them
         F.when(error.isNotNull(), F.col("value")).alias("value"),
-        *KAFKA_COLUMNS.values(),
+        *kafka,
         F.when(~failed, F.col("alert")).alias("alert"),
         error.alias("error"),
+    ]
+    archived = [
+        F.col("alert.*"),
+        *kafka,
+        now().alias("fink_ingest_time"),
+        F.lit(__version__).alias("fink_broker_version"),
+        night_of(F.col(f"alert.{adapter.time}"), adapter.time_kind).alias("night"),
+    ]
+    return _Projections(framed, checked, with_alert, decoded, archived)
+
+
+def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None = None) -> DataFrame:
+    """Kafka source rows -> rows with ``alert`` (struct), ``error`` and Kafka metadata.
+
+    ``schema`` is the one wire schema accepted for the archive (default: the adapter's
+    first); messages in another schema version are quarantined with that reason, because
+    one raw archive holds one schema.
+    """
+    plan = _projections(adapter, schema or adapter.wire_schemas()[0])
+    return (
+        kafka.select(*plan.framed)
+        .select(*plan.checked)
+        .select(*plan.with_alert)
+        .select(*plan.decoded)
     )
 
 
 def archive_columns(decoded: DataFrame, adapter: SurveyAdapter) -> DataFrame:
     """Decoded alerts as archived: survey fields + Kafka metadata + provenance + night."""
-    time = F.col(f"alert.{adapter.time}")
-    return decoded.where(F.col("error").isNull()).select(
-        "alert.*",
-        *KAFKA_COLUMNS.values(),
-        now().alias("fink_ingest_time"),
-        F.lit(__version__).alias("fink_broker_version"),
-        night_of(time, adapter.time_kind).alias("night"),
-    )
+    plan = _projections(adapter, adapter.wire_schemas()[0])
+    return decoded.where(F.col("error").isNull()).select(*plan.archived)
 
 
 def quarantine_columns(decoded: DataFrame) -> DataFrame:

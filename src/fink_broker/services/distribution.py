@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from fink_broker.config import Settings
+from fink_broker.engine.built_columns import BuiltColumns
 from fink_broker.engine.canonical import canonical_columns
 from fink_broker.engine.filters import filter_inputs, topics_column
 from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
@@ -75,8 +76,7 @@ class _Routing:
 
 
 #: routings by (schema, survey, filters, prefix, cutouts); a stream sees one schema
-_ROUTINGS: dict[tuple, _Routing] = {}
-_MAX_ROUTINGS = 32
+_ROUTINGS = BuiltColumns[_Routing]()
 
 
 def _routing(
@@ -89,29 +89,28 @@ def _routing(
 ) -> _Routing:
     """Built once per schema: the expressions cost ~1 s of py4j calls (measured), which
     a micro-batch of a live stream should not pay again."""
+
+    def build() -> _Routing:
+        suffix = get_adapter(survey).topic_suffix
+        topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
+        inputs = _filter_input_columns(science, survey, filter_inputs(filters))
+        key: Column | None = None
+        value: Column | None = None
+        # filters that publish the same columns share one schema; usually all publish all
+        by_columns: dict[tuple[str, ...], list[str]] = {}
+        for f, topic in zip(filters, topics, strict=True):
+            cols = tuple(published_columns(science, f.publish, cutouts))
+            by_columns.setdefault(cols, []).append(topic)
+        for cols, group in by_columns.items():
+            k, v = key_value(spark, science, cols)
+            chosen = F.col("topic").isin(group)
+            key = F.when(chosen, k) if key is None else key.when(chosen, k)
+            value = F.when(chosen, v) if value is None else value.when(chosen, v)
+        assert key is not None and value is not None
+        return _Routing(topics_column(filters, topics, inputs), key, value)
+
     memo = (science.schema.json(), survey, tuple(f.name for f in filters), prefix, cutouts)
-    if memo in _ROUTINGS:
-        return _ROUTINGS[memo]
-    suffix = get_adapter(survey).topic_suffix
-    topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
-    inputs = _filter_input_columns(science, survey, filter_inputs(filters))
-    key: Column | None = None
-    value: Column | None = None
-    # filters that publish the same columns share one schema; usually all publish everything
-    by_columns: dict[tuple[str, ...], list[str]] = {}
-    for f, topic in zip(filters, topics, strict=True):
-        cols = tuple(published_columns(science, f.publish, cutouts))
-        by_columns.setdefault(cols, []).append(topic)
-    for cols, group in by_columns.items():
-        k, v = key_value(spark, science, cols)
-        chosen = F.col("topic").isin(group)
-        key = F.when(chosen, k) if key is None else key.when(chosen, k)
-        value = F.when(chosen, v) if value is None else value.when(chosen, v)
-    assert key is not None and value is not None
-    if len(_ROUTINGS) >= _MAX_ROUTINGS:
-        _ROUTINGS.clear()
-    routing = _ROUTINGS[memo] = _Routing(topics_column(filters, topics, inputs), key, value)
-    return routing
+    return _ROUTINGS.get(memo, build)
 
 
 def routed(

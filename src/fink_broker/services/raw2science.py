@@ -9,18 +9,22 @@ writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from fink_broker import __version__
 from fink_broker.config import Settings
+from fink_broker.engine.built_columns import BuiltColumns
 from fink_broker.engine.canonical import canonical_columns, cut_flags, passes_all
 from fink_broker.engine.modules import (
     FAILURES_COLUMN,
@@ -86,32 +90,42 @@ def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
     return resolve_order(available)
 
 
-def science_frame(
-    raw: DataFrame,
+@dataclass(frozen=True)
+class _SciencePlan:
+    """The expressions of :func:`science_frame` for one raw schema, in the order applied."""
+
+    #: the quality cuts: rows kept
+    passes: Column
+    #: the raw columns (without the raw archive's version) and ``processing_start``
+    staged: list[Column]
+    #: the staged columns plus the modules' struct ``_fink`` (none without modules)
+    enriched: list[Column] | None
+    #: the science row: raw columns, module outputs, failures, provenance
+    final: list[Column]
+
+
+#: science plans by (raw schema, survey, cuts, modules, policy, failure counters)
+_PLANS = BuiltColumns[_SciencePlan]()
+
+
+def _science_plan(
+    schema: T.StructType,
     survey: str,
     cuts: Sequence[Cut],
     modules: Sequence[ScienceModule],
     policy: FailurePolicy,
-    failures: FailureCounters | None = None,
-) -> DataFrame:
-    """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
-
-    Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
-    ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
-    the modules have finished its Arrow batch.
-    """
-    kept = (
-        raw.where(passes_all(cuts, raw))
-        .drop("fink_broker_version")
-        .withColumn("processing_start", now())
-    )
-    added: list[Column] = []
+    failures: FailureCounters | None,
+) -> _SciencePlan:
+    raw = [n for n in schema.names if n != "fink_broker_version"]
+    staged = [F.col(f"`{n}`") for n in raw] + [now().alias("processing_start")]
+    enriched: list[Column] | None = None
     if modules:
         # module inputs are canonical columns, or else raw alert fields by their path
         needed = external_inputs(modules)
-        inputs = canonical_columns(kept, survey, [n for n in needed if n in CANONICAL_NAMES])
+        inputs = canonical_columns(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
-        kept = kept.withColumn("_fink", modules_column(modules, inputs, policy, failures))
+        udf = modules_column(modules, inputs, policy, failures)
+        enriched = [*staged[:-1], F.col("processing_start"), udf.alias("_fink")]
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
     else:
@@ -124,8 +138,42 @@ def science_frame(
         F.lit(module_signature(modules) if modules else "no-science").alias("fink_science_modules"),
         F.col("processing_start"),
     ]
-    raw_columns = [F.col(c) for c in kept.columns if c not in ("_fink", "processing_start")]
-    return kept.select(*raw_columns, *added, *provenance)
+    final = [F.col(f"`{n}`") for n in raw] + added + provenance
+    return _SciencePlan(passes_all(cuts, schema), staged, enriched, final)
+
+
+def science_frame(
+    raw: DataFrame,
+    survey: str,
+    cuts: Sequence[Cut],
+    modules: Sequence[ScienceModule],
+    policy: FailurePolicy,
+    failures: FailureCounters | None = None,
+) -> DataFrame:
+    """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
+
+    Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
+    ``processing_start`` is read as each alert enters the modules (a projection below
+    theirs), ``processing_end`` as the modules have finished its Arrow batch. The
+    expressions are built once per raw schema (``_PLANS``): a live stream's batches reuse
+    them.
+    """
+    policy = FailurePolicy(policy)
+    key = (
+        raw.schema.json(),
+        survey,
+        tuple(cuts),
+        tuple((m.name, m.version) for m in modules),
+        policy,
+        failures,  # the object itself: an id could be reused once it is collected
+    )
+    plan = _PLANS.get(
+        key, functools.partial(_science_plan, raw.schema, survey, cuts, modules, policy, failures)
+    )
+    kept = raw.where(plan.passes).select(*plan.staged)
+    if plan.enriched is not None:
+        kept = kept.select(*plan.enriched)
+    return kept.select(*plan.final)
 
 
 class ScienceBatchWriter:
@@ -140,19 +188,25 @@ class ScienceBatchWriter:
         self.lake = Lake(settings.paths.root, survey)
         self.metrics = MetricsLog(settings, SERVICE)
         self.failures = FailureCounters(spark, self.modules)
+        #: the observed counts (rows in, kept, removed by each cut), built once per schema
+        self._counts = BuiltColumns[list[Column]](capacity=4)
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        start = time.monotonic()
-        failed_before = self.failures.snapshot()
-        flags = cut_flags(batch, self.cuts)
-        count_columns = [
+    def _count(self, schema: T.StructType) -> list[Column]:
+        flags = cut_flags(schema, self.cuts)
+        return [
             F.count(F.lit(1)).alias("_in"),
-            F.sum(passes_all(self.cuts, batch).cast("int")).alias("_kept"),
+            F.sum(passes_all(self.cuts, schema).cast("int")).alias("_kept"),
             *[
                 F.sum((~flag).cast("int")).alias(cut.name)
                 for cut, flag in zip(self.cuts, flags, strict=True)
             ],
         ]
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        start = time.monotonic()
+        failed_before = self.failures.snapshot()
+        schema = batch.schema
+        count_columns = self._counts.get(schema.json(), functools.partial(self._count, schema))
         if committed(self.spark, self.lake.science, batch_id):
             # replayed after a crash that followed the write: nothing is written, so
             # nothing is observed; the cut columns alone are read (column pruning)
