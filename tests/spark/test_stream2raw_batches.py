@@ -52,11 +52,13 @@ def test_one_pass_counts_and_a_replayed_batch_changes_nothing(spark, datasim, tm
     assert sum(metrics[0]["detail"]["quarantine_reasons"].values()) == 2
 
 
-def test_binary_columns_are_written_without_dictionary(spark, tmp_path):
-    """Unique gzipped stamps gain nothing from a dictionary; the other columns keep it.
+def test_binary_columns_are_written_without_dictionary_or_statistics(spark, tmp_path):
+    """Unique gzipped stamps gain nothing from a dictionary or min/max statistics; the
+    other columns keep both.
 
     Repeated values make the dictionary pay off, so Parquet keeps one wherever the writer
-    allows it: only the option that :func:`write_batch` passes can take it away.
+    allows it, and it writes statistics by default: only the options that
+    :func:`write_batch` passes can take them away.
     """
     rows = [(i, "20240101", (b"same stamp" * 50, "same name")) for i in range(200)]
     # camelCase, as the surveys name their fields: Parquet column paths are case-sensitive
@@ -74,6 +76,10 @@ def test_binary_columns_are_written_without_dictionary(spark, tmp_path):
         }
         assert not any("DICTIONARY" in e for e in encodings["cutoutScience.stampData"]), encodings
         assert any("DICTIONARY" in e for e in encodings["cutoutScience.name"]), encodings
+        columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+        stamp, name = columns["cutoutScience.stampData"], columns["cutoutScience.name"]
+        assert not (stamp.is_stats_set and stamp.statistics.has_min_max), stamp.statistics
+        assert name.is_stats_set and name.statistics.has_min_max, name.statistics
 
 
 def test_binary_leaves_follow_structs_not_arrays():
