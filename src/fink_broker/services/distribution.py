@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -151,22 +152,28 @@ class DistributionBatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         start = time.monotonic()
+        # One pass, no cache: the Kafka write observes the alerts in and the messages per
+        # topic, so the filters run and each message is encoded once. Caching the messages
+        # (cutouts included) cost more than the write; counting first ran the filters twice.
+        tag = f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}"
+        seen_in, seen_out = Observation(f"{tag}_in"), Observation(f"{tag}_out")
         messages = routed(
             self.spark,
-            batch,
+            batch.observe(seen_in, F.count(F.lit(1)).alias("alerts")),
             self.survey,
             self.filters,
             prefix=self.settings.distribution.topic_prefix,
             cutouts=self.settings.distribution.cutouts,
         )
-        # No cache of the messages: caching them (cutouts included) cost more than the
-        # Kafka write. The count reads the filter inputs only (key and value are pruned),
-        # and the publication encodes each message once.
-        per_topic = {r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()}
-        if per_topic:
-            self._ensure_topics()
-            self._publish(messages, batch_id)
-        rows_in = batch.count()
+        per_topic_counts = [F.count_if(F.col("topic") == F.lit(t)).alias(t) for t in self.topics]
+        self._ensure_topics()
+        self._publish(
+            messages.observe(seen_out, F.count(F.lit(1)).alias("_all"), *per_topic_counts),
+            batch_id,
+        )
+        out = seen_out.get
+        per_topic = {t: int(out[t]) for t in self.topics if out[t]}
+        rows_in = int(seen_in.get["alerts"])
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,
@@ -205,7 +212,9 @@ class DistributionBatchWriter:
         that names neither the setting nor the user, so it becomes a ``KafkaAuthError``.
         """
         try:
-            messages.write.format("kafka").options(**self.kafka_options).save()
+            # append: the DataSource V2 write (see engine.session), whose execution reports
+            # the metrics the messages observe
+            messages.write.format("kafka").mode("append").options(**self.kafka_options).save()
         except Exception as err:  # Py4JJavaError or a captured Spark error: both carry the cause
             refused = refused_login(err, self.kafka, self.kafka_section)
             if refused is None:
