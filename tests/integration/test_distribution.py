@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections import Counter
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -93,6 +95,7 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
     rows = {r[adapter.alert_id]: r.asDict(recursive=True) for r in science.collect()}
     nights = {alert_id: row["night"] for alert_id, row in rows.items()}
     total = 0
+    published: dict[str, int] = {}
     for f in filters:
         expected = set(frame.loc[run_filter(f, frame[list(f.inputs)]), adapter.alert_id])
         topic = topic_name(f, adapter.topic_suffix, prefix=settings.distribution.topic_prefix)
@@ -106,9 +109,18 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
             archived = rows[record[adapter.alert_id]]
             assert differences(utc_naive(record), archived) == [], f.name
         total += len(got)
+        published[topic] = len(got)
         # the dry run counts the same selection, night by night, without publishing
         for night in sorted(set(nights.values())):
             passed, alerts = distribution.dry_run(settings, f.name, night)
             assert alerts == sum(1 for n in nights.values() if n == night)
             assert passed == sum(1 for i in expected if nights[i] == night), (f.name, night)
     assert total > 0, "the real alerts selected by no filter: the test checks nothing"
+    # the counts the write observed, as logged per micro-batch, are what the topics hold
+    lines = (Path(settings.paths.state_dir) / "metrics" / "distribution.jsonl").read_text()
+    batches = [json.loads(line) for line in lines.splitlines()]
+    assert sum(b["rows_in"] for b in batches) == len(rows)
+    logged: Counter[str] = Counter()
+    for b in batches:
+        logged.update(b["detail"]["topics"])
+    assert dict(logged) == {t: n for t, n in published.items() if n}
