@@ -7,7 +7,8 @@ timestamp minus the input message's Kafka timestamp (kept in ``kafka_timestamp``
 p50/p95/p99 latency and the distribution service's own rate (alerts/s from science Parquet
 to topics, from its per-batch metrics).
 
-Quality cuts are relaxed (every alert flows to the filters) so the latency sample is large.
+The quality cuts are the service defaults (about 1 ZTF alert in 5 of the real sample passes);
+--no-cuts lets every alert through to the modules and filters, the heaviest load.
 
     .venv/bin/python benchmarks/distribution.py --survey ztf --rate 250 --seconds 60
 """
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fastavro
@@ -39,9 +41,14 @@ from fink_broker.plugins.filters import topic_name  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
 from fink_broker.surveys import get_adapter  # noqa: E402
 
+#: the times an outgoing alert carries, in pipeline order, after its Kafka input timestamp
+STAGE_TIMES = ("fink_ingest_time", "processing_start", "processing_end")
 
-def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> list[float]:
-    """Seconds from input to output Kafka timestamp, for alerts ingested after ``since_ms``."""
+
+def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> np.ndarray:
+    """Per message published for an alert ingested after ``since_ms``: seconds from the
+    input Kafka timestamp to each of :data:`STAGE_TIMES` and to the output Kafka timestamp
+    (one row per message, ``len(STAGE_TIMES) + 1`` columns; NaN where a time is absent)."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -50,7 +57,7 @@ def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> li
         }
     )
     schemas: dict[bytes, object] = {}
-    out: list[float] = []
+    out: list[list[float]] = []
     try:
         for topic in topics:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -70,12 +77,35 @@ def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> li
                     if parsed is None:
                         parsed = schemas[msg.key()] = fastavro.parse_schema(json.loads(msg.key()))
                     record = fastavro.schemaless_reader(io.BytesIO(msg.value()), parsed)
-                    ingested = record["kafka_timestamp"].timestamp() * 1000
-                    if ingested >= since_ms:
-                        out.append((msg.timestamp()[1] - ingested) / 1000)
+                    ingested = record["kafka_timestamp"].timestamp()
+                    if ingested * 1000 < since_ms:
+                        continue
+                    stages = [record.get(name) for name in STAGE_TIMES]
+                    out.append(
+                        [np.nan if t is None else t.timestamp() - ingested for t in stages]
+                        + [msg.timestamp()[1] / 1000 - ingested]
+                    )
     finally:
         consumer.close()
-    return out
+    return np.array(out).reshape(-1, len(STAGE_TIMES) + 1)
+
+
+def batch_summary(settings: Settings, service: str, since_iso: str) -> str:
+    """Micro-batches of ``service`` that began after ``since_iso``: count, rows and duration."""
+    path = Path(settings.paths.state_dir) / "metrics" / f"{service}.jsonl"
+    if not path.exists():
+        return f"{service}: no metrics"
+    batches = [json.loads(line) for line in path.read_text().splitlines()]
+    live = [b for b in batches if b["time"] >= since_iso]
+    if not live:
+        return f"{service}: no live micro-batch"
+    rows = np.array([b["rows_in"] for b in live])
+    took = np.array([b["duration_s"] for b in live])
+    return (
+        f"{service}: {len(live)} micro-batches, rows in p50 {np.median(rows):.0f} max {rows.max()},"
+        f" duration p50 {np.median(took):.2f} s p95 {np.percentile(took, 95):.2f} s"
+        f" max {took.max():.2f} s, busy {took.sum():.0f} s"
+    )
 
 
 def main() -> int:
@@ -83,6 +113,7 @@ def main() -> int:
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--rate", type=float, default=250.0, help="alerts/s from the simulator")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the live phase")
+    parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
 
@@ -99,11 +130,11 @@ def main() -> int:
         "stream2raw.survey": args.survey,
         "stream2raw.topic": topic,
         "stream2raw.max_offsets_per_trigger": 2000,
-        "raw2science.ztf_rb_min": 0.0,
-        "raw2science.rubin_reliability_min": 0.0,
         "raw2science.max_files_per_trigger": 20,
         "distribution.max_files_per_trigger": 20,
     }
+    if args.no_cuts:
+        base.update({"raw2science.ztf_rb_min": 0.0, "raw2science.rubin_reliability_min": 0.0})
     bounded = {
         **base,
         "stream2raw.trigger": "availableNow",
@@ -132,6 +163,7 @@ def main() -> int:
         live_settings = load_settings(None, env={}, overrides=live)
         queries = [s.start(live_settings, spark) for s in (stream2raw, raw2science, distribution)]
         since_ms = int(time.time() * 1000)
+        since_iso = datetime.now(UTC).isoformat(timespec="seconds")
         n_files = len(list(folder.glob("*.avro")))
         n_alerts = int(args.rate * args.seconds)
         sender = threading.Thread(
@@ -156,7 +188,8 @@ def main() -> int:
         topics = [
             topic_name(f, suffix) for f in distribution.selected_filters(settings, args.survey)
         ]
-        latencies = np.array(output_latencies(settings, topics, since_ms))
+        table = output_latencies(settings, topics, since_ms)
+        latencies = table[:, -1]
         metrics = [
             json.loads(line)
             for line in (Path(settings.paths.state_dir) / "metrics" / "distribution.jsonl")
@@ -166,15 +199,24 @@ def main() -> int:
         rows = sum(m["rows_in"] for m in metrics[1:])
         seconds = sum(m["duration_s"] for m in metrics[1:])
         print()
-        print(f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, topics {topics}")
+        cuts = "no quality cuts" if args.no_cuts else "default quality cuts"
+        print(f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, {cuts}")
+        print(f"topics {topics}")
         if len(latencies):
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
             print(
                 f"latency input -> output topic over {len(latencies)} messages: "
                 f"p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s, max {latencies.max():.1f} s"
             )
+            print("  where the time goes, p50 seconds after the input Kafka timestamp:")
+            for i, name in enumerate((*STAGE_TIMES, "output Kafka timestamp")):
+                column = table[:, i][~np.isnan(table[:, i])]
+                if len(column):
+                    print(f"    {name:24s} {np.median(column):6.1f} s")
         else:
             print("no output message in the live phase")
+        for service in ("stream2raw", "raw2science", "distribution"):
+            print("  " + batch_summary(settings, service, since_iso))
         if seconds:
             print(
                 f"distribution: {rows} alerts in {seconds:.1f} s of micro-batches "
