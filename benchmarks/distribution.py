@@ -18,15 +18,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import resource
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import fastavro
 import numpy as np
+import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.stream2raw import free_port  # noqa: E402
 
-from fink_broker.config import Settings, load_settings  # noqa: E402
+from fink_broker.config import Settings, dump_toml, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
 from fink_broker.plugins.filters import topic_name  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
@@ -108,12 +111,72 @@ def batch_summary(settings: Settings, service: str, since_iso: str) -> str:
     )
 
 
+class CpuAccount:
+    """CPU seconds used by each kind of process on the machine while the block runs.
+
+    Processes that end inside the block are not counted, but for the children this
+    process waited for (the simulator); Spark keeps its Python workers.
+    """
+
+    KINDS = (
+        ("Spark JVM", "SparkSubmit"),
+        ("Kafka broker", "kafka.Kafka"),
+        ("Python workers", "pyspark.daemon"),
+        ("simulator", "fink_broker.simulator"),
+    )
+
+    def __init__(self) -> None:
+        self.used: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def _snapshot(self) -> dict[tuple[int, float], tuple[str, float]]:
+        out = {}
+        for proc in psutil.process_iter(["pid", "cmdline", "create_time", "cpu_times"]):
+            info = proc.info
+            cmdline = " ".join(info["cmdline"] or [])
+            if info["pid"] == os.getpid():
+                kind = "Spark driver (Python)"
+            else:
+                kind = next((k for k, marker in self.KINDS if marker in cmdline), None)
+            if kind is not None and info["cpu_times"] is not None:
+                times = info["cpu_times"]
+                out[(info["pid"], info["create_time"])] = (kind, times.user + times.system)
+        return out
+
+    def __enter__(self) -> CpuAccount:
+        self._start, self._t0 = self._snapshot(), time.monotonic()
+        self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self._t0
+        for key, (kind, cpu) in self._snapshot().items():
+            before = self._start.get(key, (kind, 0.0))[1]
+            self.used[kind] = self.used.get(kind, 0.0) + cpu - before
+        # children this process waited for (the simulator) are gone by now
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        waited = children.ru_utime + children.ru_stime
+        waited -= self._children.ru_utime + self._children.ru_stime
+        self.used["simulator"] = self.used.get("simulator", 0.0) + waited
+
+    def __str__(self) -> str:
+        return ", ".join(f"{kind} {cpu:.0f}" for kind, cpu in sorted(self.used.items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--rate", type=float, default=250.0, help="alerts/s from the simulator")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the live phase")
+    parser.add_argument("--jfr", help="record a Java Flight Recording of the Spark JVM here")
     parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark property for the session (repeatable), to compare settings",
+    )
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
 
@@ -132,7 +195,11 @@ def main() -> int:
         "stream2raw.max_offsets_per_trigger": 2000,
         "raw2science.max_files_per_trigger": 20,
         "distribution.max_files_per_trigger": 20,
+        "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
     }
+    if args.jfr:
+        recording = f"-XX:StartFlightRecording=filename={args.jfr},settings=profile"
+        base["spark.java_options"] = f"{Settings().spark.java_options} {recording}"
     if args.no_cuts:
         base.update({"raw2science.ztf_rb_min": 0.0, "raw2science.rubin_reliability_min": 0.0})
     bounded = {
@@ -166,21 +233,24 @@ def main() -> int:
         since_iso = datetime.now(UTC).isoformat(timespec="seconds")
         n_files = len(list(folder.glob("*.avro")))
         n_alerts = int(args.rate * args.seconds)
-        sender = threading.Thread(
-            target=replay,
-            kwargs={
-                "settings": live_settings,
-                "survey": args.survey,
-                "folder": folder,
-                "topic": topic,
-                "repeat": 1 + -(-n_alerts // n_files),
-                "nalerts": n_alerts,
-                "rate": args.rate,
-            },
-        )
-        sender.start()
-        sender.join()
-        time.sleep(30)  # let the last micro-batches of the three queries finish
+        # the simulator in its own process, as a survey's stream is: in this process its
+        # Avro encoding would hold the GIL that the services' batch callbacks need
+        config = tmp / "fink.toml"
+        config.write_text(dump_toml(live_settings))
+        simulator = [
+            sys.executable,
+            "-m",
+            "fink_broker.simulator.cli",
+            "-c",
+            str(config),
+            *("--survey", args.survey, "--datasim", str(folder), "--topic", topic),
+            *("--nalerts", str(n_alerts), "--repeat", str(1 + -(-n_alerts // n_files))),
+            *("--rate", str(args.rate)),
+        ]
+        with CpuAccount() as cpu:
+            subprocess.run(simulator, check=True, stdout=subprocess.DEVNULL)
+            time.sleep(30)  # let the last micro-batches of the three queries finish
+        progress = {q.name: [p for p in q.recentProgress if p["numInputRows"]] for q in queries}
         for query in queries:
             query.stop()
 
@@ -217,6 +287,12 @@ def main() -> int:
             print("no output message in the live phase")
         for service in ("stream2raw", "raw2science", "distribution"):
             print("  " + batch_summary(settings, service, since_iso))
+        for name, reports in progress.items():
+            phases = sorted({k for p in reports for k in p["durationMs"]})
+            medians = {k: np.median([p["durationMs"].get(k, 0) for p in reports]) for k in phases}
+            text = ", ".join(f"{k} {v / 1000:.2f}" for k, v in medians.items())
+            print(f"  {name}, p50 s per non-empty trigger: {text}")
+        print(f"CPU seconds over the live phase ({cpu.seconds:.0f} s wall, 2 cores): {cpu}")
         if seconds:
             print(
                 f"distribution: {rows} alerts in {seconds:.1f} s of micro-batches "

@@ -84,6 +84,13 @@ def main() -> int:
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--nalerts", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3, help="warm no-cuts run pairs")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark property for the session (repeatable), to compare settings",
+    )
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
 
@@ -100,6 +107,7 @@ def main() -> int:
         "stream2raw.topic": f"bench_{args.survey}",
         "stream2raw.trigger": "availableNow",
         "raw2science.trigger": "availableNow",
+        "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
     }
     settings = load_settings(None, env={}, overrides=overrides)
     folder = Path(args.datasim) / args.survey

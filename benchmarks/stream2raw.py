@@ -177,6 +177,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--nalerts", type=int, default=20000)
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark property for the session (repeatable), to compare settings",
+    )
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     parser.add_argument("--max-offsets-per-trigger", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -199,6 +206,7 @@ def main() -> int:
             "stream2raw.topic": f"bench_{args.survey}",
             "stream2raw.trigger": "availableNow",
             "stream2raw.max_offsets_per_trigger": args.max_offsets_per_trigger,
+            "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
         },
     )
     kafka_local.start_kafka(settings)
