@@ -5,8 +5,10 @@ Two kinds of provenance columns exist:
 * constants of the code, emitted by the ``provenance`` module: ``fink_broker_version``
   (``fink_broker.__version__``) and ``fink_science_modules`` (``name=version`` pairs joined
   by ``;``, sorted, without ``provenance`` itself);
-* times of the micro-batch, which only the engine knows: :data:`ENGINE_COLUMNS`
-  (``processing_start``, ``processing_end``, Spark ``timestamp`` in UTC). They are declared
+* processing times, which only the engine knows: :data:`ENGINE_COLUMNS`
+  (``processing_start``, read as each alert enters the science step, and
+  ``processing_end``, as the modules finish the Arrow batch holding it; Spark
+  ``timestamp`` in UTC). They are declared
   here so that every schema derived from declarations has them, and the engine fills them.
 
 The built-in ``provenance`` entry point lists every module installed in the worker's
@@ -32,12 +34,14 @@ OUTPUTS = (
     ColumnSpec("fink_science_modules", "string", "", "science modules run, as name=version;..."),
 )
 
-#: columns the engine sets per micro-batch (declared here, never computed by a module)
+#: columns the engine sets (declared here, never computed by a module)
 ENGINE_COLUMNS = (
     ColumnSpec(
         "processing_start", "timestamp", "UTC", "when raw2science started processing the alert"
     ),
-    ColumnSpec("processing_end", "timestamp", "UTC", "end of the raw2science micro-batch"),
+    ColumnSpec(
+        "processing_end", "timestamp", "UTC", "when the science modules finished this alert's batch"
+    ),
 )
 
 
