@@ -36,7 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.stream2raw import free_port  # noqa: E402
+from benchmarks.stream2raw import (  # noqa: E402
+    add_spark_conf_option,
+    free_port,
+    spark_extra,
+)
 
 from fink_broker.config import Settings, dump_toml, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
@@ -170,13 +174,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the live phase")
     parser.add_argument("--jfr", help="record a Java Flight Recording of the Spark JVM here")
     parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
-    parser.add_argument(
-        "--spark-conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Spark property for the session (repeatable), to compare settings",
-    )
+    add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
 
@@ -195,7 +193,7 @@ def main() -> int:
         "stream2raw.max_offsets_per_trigger": 2000,
         "raw2science.max_files_per_trigger": 20,
         "distribution.max_files_per_trigger": 20,
-        "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
+        "spark.extra": spark_extra(args.spark_conf),
     }
     if args.jfr:
         recording = f"-XX:StartFlightRecording=filename={args.jfr},settings=profile"

@@ -30,7 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.stream2raw import free_port  # noqa: E402
+from benchmarks.stream2raw import (  # noqa: E402
+    add_spark_conf_option,
+    free_port,
+    spark_extra,
+)
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
@@ -84,13 +88,7 @@ def main() -> int:
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--nalerts", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3, help="warm no-cuts run pairs")
-    parser.add_argument(
-        "--spark-conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Spark property for the session (repeatable), to compare settings",
-    )
+    add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
 
@@ -107,7 +105,7 @@ def main() -> int:
         "stream2raw.topic": f"bench_{args.survey}",
         "stream2raw.trigger": "availableNow",
         "raw2science.trigger": "availableNow",
-        "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
+        "spark.extra": spark_extra(args.spark_conf),
     }
     settings = load_settings(None, env={}, overrides=overrides)
     folder = Path(args.datasim) / args.survey

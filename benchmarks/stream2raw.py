@@ -48,6 +48,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def add_spark_conf_option(parser: argparse.ArgumentParser) -> None:
+    """``--spark-conf KEY=VALUE`` (repeatable): compare a Spark setting in a benchmark."""
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark property for the session (repeatable), to compare settings",
+    )
+
+
+def spark_extra(values: list[str]) -> dict[str, str]:
+    """The ``spark.extra`` setting of ``--spark-conf`` values."""
+    return dict(kv.split("=", 1) for kv in values)
+
+
 def fetch_messages(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     """Every message of ``topic`` (all partitions, from the start), as bytes."""
     consumer = Consumer(
@@ -177,13 +193,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--nalerts", type=int, default=20000)
-    parser.add_argument(
-        "--spark-conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Spark property for the session (repeatable), to compare settings",
-    )
+    add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     parser.add_argument("--max-offsets-per-trigger", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -206,7 +216,7 @@ def main() -> int:
             "stream2raw.topic": f"bench_{args.survey}",
             "stream2raw.trigger": "availableNow",
             "stream2raw.max_offsets_per_trigger": args.max_offsets_per_trigger,
-            "spark.extra": dict(kv.split("=", 1) for kv in args.spark_conf),
+            "spark.extra": spark_extra(args.spark_conf),
         },
     )
     kafka_local.start_kafka(settings)
