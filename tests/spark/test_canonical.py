@@ -24,6 +24,7 @@ from fink_broker.engine.canonical import (
     METADATA_KEY,
     canonical_columns,
     canonical_select,
+    canonical_staged,
     cut_flags,
     passes_all,
     transform_column,
@@ -147,6 +148,21 @@ def test_canonical_columns_and_cuts_equal_the_python_reference(real, survey, cap
         assert [r[f"cut_{cut.name}"] for r in rows] == expected[cut.name].tolist(), cut.name
     assert [r["passed_all"] for r in rows] == expected["passed_all"].tolist()
     assert 0 < expected["passed_all"].sum() < len(records)
+    # staged: the sorted epoch arrays computed once in a first projection, the same values
+    staged = canonical_staged(df, survey)
+    assert staged.stage and set(staged.columns) == set(CANONICAL_NAMES)
+    two_steps = (
+        df.select("*", *[c.alias(n) for n, c in staged.stage.items()])
+        .orderBy("kafka_offset")
+        .select(*[c.alias(f"staged_{n}") for n, c in staged.columns.items()])
+    )
+    assert mismatches(reference, two_steps.collect(), prefix="staged_") == []
+    # ... and Spark keeps them computed once: one array_sort per stage column, where the
+    # one-step columns sort once per hist_* column
+    plan = two_steps._jdf.queryExecution().optimizedPlan().toString()
+    assert plan.count("array_sort(") == len(staged.stage), plan
+    one_step = df.select(*computed)._jdf.queryExecution().optimizedPlan().toString()
+    assert one_step.count("array_sort(") > len(staged.stage)
     # passes_all without a frame combines the cut_<name> columns cut_flags added
     flagged = df.select("kafka_offset", *cut_flags(df, cuts))
     assert flagged.where(passes_all(cuts)).count() == expected["passed_all"].sum()

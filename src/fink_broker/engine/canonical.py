@@ -278,12 +278,34 @@ def transform_column(
 def _epoch_columns(
     epochs: Epochs, members: Mapping[str, tuple[History, str | None]], scope: Scope
 ) -> dict[str, Column]:
-    """The array column of each ``name: (History on epochs, element type)`` of ``members``.
+    """The array column of each ``name: (History on epochs, element type)`` of ``members``."""
+    ordered = _epoch_array(epochs, members, scope)
+    if ordered is None:
+        return {n: F.array().cast(f"array<{e or 'string'}>") for n, (_, e) in members.items()}
+    return _epoch_fields(ordered, members)
 
-    Kept list items and the current epoch become structs ``(_time, <name>...)``; they are
-    concatenated (current last), sorted by time with a comparator (Spark's ``array_sort``
-    is a stable TimSort, so ties keep list order then current, like Python's ``sort``),
-    and each column is that array's field ``name``.
+
+def _epoch_fields(
+    ordered: Column, members: Mapping[str, tuple[History, str | None]]
+) -> dict[str, Column]:
+    """Each member's array: its field of the sorted epoch array ``ordered``."""
+    # a field of an array of structs is the array of that field: no lambda needed
+    fields = {n: ordered.getField(n) for n in members}
+    return {
+        n: fields[n] if e is None else fields[n].cast(f"array<{e}>")
+        for n, (_, e) in members.items()
+    }
+
+
+def _epoch_array(
+    epochs: Epochs, members: Mapping[str, tuple[History, str | None]], scope: Scope
+) -> Column | None:
+    """The epochs as one time-sorted array of structs ``(_time, <member>...)``, or None
+    when the schema has neither the list nor the current epoch.
+
+    Kept list items and the current epoch are concatenated (current last) and sorted by
+    time with a comparator (Spark's ``array_sort`` is a stable TimSort, so ties keep list
+    order then current, like Python's ``sort``).
     """
     parts: list[Column] = []
     found = scope.find(epochs.list_path)
@@ -318,9 +340,9 @@ def _epoch_columns(
         current = F.array(F.struct(now.alias(_TIME), *values))
         parts.append(F.filter(current, lambda e: e[_TIME].isNotNull()))
     if not parts:
-        return {n: F.array().cast(f"array<{e or 'string'}>") for n, (_, e) in members.items()}
+        return None
     merged = parts[0] if len(parts) == 1 else F.concat(*parts)
-    ordered = F.array_sort(
+    return F.array_sort(
         merged,
         lambda a, b: (
             F.when(a[_TIME] < b[_TIME], F.lit(-1))
@@ -328,12 +350,6 @@ def _epoch_columns(
             .otherwise(F.lit(0))
         ),
     )
-    # a field of an array of structs is the array of that field: no lambda needed
-    fields = {n: ordered.getField(n) for n in members}
-    return {
-        n: fields[n] if e is None else fields[n].cast(f"array<{e}>")
-        for n, (_, e) in members.items()
-    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,9 +368,27 @@ def _names(columns: Sequence[str] | None) -> list[str]:
     return names
 
 
-#: built columns by (schema, survey, names): a stream's micro-batches share one schema, and
-#: building the expressions costs ~0.7 s of py4j calls per batch (measured, all columns)
-_BUILT = BuiltColumns[dict[str, Column]](capacity=64)
+@dataclass(frozen=True)
+class StagedColumns:
+    """Canonical columns computed in two projections.
+
+    ``stage`` holds hidden columns to add to a first ``select`` (one sorted epoch array
+    per ``Epochs``), and ``columns`` reads them in the next one. Without it every
+    ``hist_*`` column carries its own copy of the sorting expression and its lambdas:
+    Spark analyses each copy on every micro-batch (most of distribution's driver time,
+    JFR) and may evaluate each again.
+    """
+
+    stage: dict[str, Column]
+    columns: dict[str, Column]
+
+
+#: prefix of the hidden columns of :class:`StagedColumns`
+STAGE_PREFIX = "__fink_epochs_"
+
+#: built columns by (schema, survey, names, staged): a stream's micro-batches share one
+#: schema, and building the expressions costs ~0.7 s of py4j calls per batch (measured)
+_BUILT = BuiltColumns[StagedColumns](capacity=64)
 
 
 def table_columns(
@@ -367,12 +401,28 @@ def table_columns(
     are expressions over field names, not bound to a frame, so the ones built for a schema
     serve every frame of that schema.
     """
+    return dict(_table_staged(schema, survey, columns, staged=False).columns)
+
+
+def table_staged(
+    schema: T.StructType, survey: str | Any, columns: Sequence[str] | None = None
+) -> StagedColumns:
+    """:func:`table_columns` in two projections (:class:`StagedColumns`)."""
+    return _table_staged(schema, survey, columns, staged=True)
+
+
+def _table_staged(
+    schema: T.StructType, survey: str | Any, columns: Sequence[str] | None, *, staged: bool
+) -> StagedColumns:
     names = _names(columns)
-    key = (schema.json(), _survey_name(survey), tuple(names))
-    return dict(_BUILT.get(key, lambda: _table_columns(schema, survey, names)))
+    key = (schema.json(), _survey_name(survey), tuple(names), staged)
+    built = _BUILT.get(key, lambda: _table_columns(schema, survey, names, staged))
+    return StagedColumns(dict(built.stage), dict(built.columns))
 
 
-def _table_columns(schema: T.StructType, survey: str | Any, names: list[str]) -> dict[str, Column]:
+def _table_columns(
+    schema: T.StructType, survey: str | Any, names: list[str], staged: bool
+) -> StagedColumns:
     table = survey_table(survey)
     scope = Scope(schema)
     table_name, alert_id = _survey_name(survey), table["alertId"]
@@ -384,9 +434,16 @@ def _table_columns(schema: T.StructType, survey: str | Any, names: list[str]) ->
         if isinstance(transform, History):
             groups.setdefault(transform.epochs, {})[name] = transform
     histories: dict[str, Column] = {}
+    stage: dict[str, Column] = {}
     for epochs, members in groups.items():
         typed = {n: (h, canonical_spec(n).element_dtype) for n, h in members.items()}
-        histories.update(_epoch_columns(epochs, typed, scope))
+        ordered = _epoch_array(epochs, typed, scope) if staged else None
+        if ordered is None:
+            histories.update(_epoch_columns(epochs, typed, scope))
+            continue
+        name = f"{STAGE_PREFIX}{len(stage)}"
+        stage[name] = ordered
+        histories.update(_epoch_fields(F.col(name), typed))
     out = {
         n: histories[n] if n in histories else _build(table[n], scope, canonical_spec(n).dtype)
         for n in names
@@ -394,7 +451,7 @@ def _table_columns(schema: T.StructType, survey: str | Any, names: list[str]) ->
     if scope.absent:
         absent = ", ".join(sorted(scope.absent))
         log.info("%s canonical columns: absent fields read as null: %s", table_name, absent)
-    return out
+    return StagedColumns(stage, out)
 
 
 def _marked(schema: T.StructType, survey: str | Any) -> dict[str, str]:
@@ -416,12 +473,30 @@ def canonical_columns(
     ``df`` is a frame or its schema. A column that :func:`with_canonical` already added
     (found by its metadata) is reused; the others are computed from the raw fields.
     """
+    return dict(_canonical(df, survey, columns, staged=False).columns)
+
+
+def canonical_staged(
+    df: DataFrame | T.StructType, survey: str | Any, columns: Sequence[str] | None = None
+) -> StagedColumns:
+    """:func:`canonical_columns` in two projections: add ``stage`` to a ``select`` of
+    ``df``, then read ``columns`` from it. What a service builds once and runs on every
+    micro-batch uses this form."""
+    return _canonical(df, survey, columns, staged=True)
+
+
+def _canonical(
+    df: DataFrame | T.StructType, survey: str | Any, columns: Sequence[str] | None, staged: bool
+) -> StagedColumns:
     names = _names(columns)
     schema = _schema_of(df)
     marked = _marked(schema, survey)
     todo = [n for n in names if n not in marked]
-    computed = table_columns(schema, survey, todo) if todo else {}
-    return {n: _top(marked[n]) if n in marked else computed[n] for n in names}
+    computed = _table_staged(schema, survey, todo, staged=staged) if todo else StagedColumns({}, {})
+    return StagedColumns(
+        computed.stage,
+        {n: _top(marked[n]) if n in marked else computed.columns[n] for n in names},
+    )
 
 
 def canonical_select(

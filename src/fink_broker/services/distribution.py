@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from fink_broker.config import Settings
 from fink_broker.engine.built_columns import BuiltColumns
-from fink_broker.engine.canonical import canonical_columns
+from fink_broker.engine.canonical import StagedColumns, canonical_staged
 from fink_broker.engine.filters import filter_inputs, topics_column
 from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
 from fink_broker.engine.outgoing import key_value, published_columns
@@ -58,19 +59,26 @@ def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
     return available
 
 
-def _filter_input_columns(df: DataFrame, survey: str, names: Sequence[str]) -> dict[str, Column]:
-    """Filter inputs: canonical columns computed from the alert, others read as they are."""
-    inputs = canonical_columns(
-        df, survey, [n for n in names if n in CANONICAL_NAMES and n not in df.columns]
+def _filter_input_columns(
+    df: DataFrame | T.StructType, survey: str, names: Sequence[str]
+) -> StagedColumns:
+    """Filter inputs: canonical columns computed from the alert, others read as they are;
+    the ``stage`` columns go in a ``select`` before the one that reads the inputs."""
+    schema = df if isinstance(df, T.StructType) else df.schema
+    canonical = canonical_staged(
+        schema, survey, [n for n in names if n in CANONICAL_NAMES and n not in schema.names]
     )
+    inputs = dict(canonical.columns)
     inputs.update({n: F.col(n) for n in names if n not in inputs})
-    return inputs
+    return StagedColumns(canonical.stage, inputs)
 
 
 @dataclass(frozen=True)
 class _Routing:
-    """The routing expressions of one schema: topics per alert, message key and value."""
+    """The routing expressions of one schema: topics per alert, message key and value,
+    which read the ``stage`` columns added to the science alerts first."""
 
+    stage: list[Column]
     topics: Column
     key: Column
     value: Column
@@ -94,7 +102,7 @@ def _routing(
     def build() -> _Routing:
         suffix = get_adapter(survey).topic_suffix
         topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
-        inputs = _filter_input_columns(science, survey, filter_inputs(filters))
+        inputs = _filter_input_columns(science.schema, survey, filter_inputs(filters))
         key: Column | None = None
         value: Column | None = None
         # filters that publish the same columns share one schema; usually all publish all
@@ -108,7 +116,8 @@ def _routing(
             key = F.when(chosen, k) if key is None else key.when(chosen, k)
             value = F.when(chosen, v) if value is None else value.when(chosen, v)
         assert key is not None and value is not None
-        return _Routing(topics_column(filters, topics, inputs), key, value)
+        stage = [c.alias(n) for n, c in inputs.stage.items()]
+        return _Routing(stage, topics_column(filters, topics, inputs.columns), key, value)
 
     memo = (science.schema.json(), survey, tuple(f.name for f in filters), prefix, cutouts)
     return _ROUTINGS.get(memo, build)
@@ -125,7 +134,7 @@ def routed(
 ) -> DataFrame:
     """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
     routing = _routing(spark, science, survey, filters, prefix, cutouts)
-    exploded = science.withColumn("topic", F.explode(routing.topics))
+    exploded = science.select("*", *routing.stage).withColumn("topic", F.explode(routing.topics))
     return exploded.select("topic", routing.key.alias("key"), routing.value.alias("value"))
 
 
@@ -285,7 +294,8 @@ def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
     science = spark.read.parquet(Lake(settings.paths.root, survey).science)
     tonight = science.where(F.col("night") == night)
     inputs = _filter_input_columns(tonight, survey, alert_filter.inputs)
-    frame = tonight.select(*[c.alias(n) for n, c in inputs.items()]).toPandas()
+    staged = tonight.select("*", *[c.alias(n) for n, c in inputs.stage.items()])
+    frame = staged.select(*[c.alias(n) for n, c in inputs.columns.items()]).toPandas()
     return int(run_filter(alert_filter, frame).sum()), len(frame)
 
 

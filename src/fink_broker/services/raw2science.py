@@ -25,7 +25,7 @@ from pyspark.sql.streaming import StreamingQuery
 from fink_broker import __version__
 from fink_broker.config import Settings
 from fink_broker.engine.built_columns import BuiltColumns
-from fink_broker.engine.canonical import canonical_columns, cut_flags, passes_all
+from fink_broker.engine.canonical import canonical_staged, cut_flags, passes_all
 from fink_broker.engine.modules import (
     FAILURES_COLUMN,
     FailureCounters,
@@ -96,9 +96,11 @@ class _SciencePlan:
 
     #: the quality cuts: rows kept
     passes: Column
-    #: the raw columns (without the raw archive's version) and ``processing_start``
+    #: the raw columns (without the raw archive's version), ``processing_start`` and the
+    #: canonical columns' stage (sorted epoch arrays) the module inputs read
     staged: list[Column]
-    #: the staged columns plus the modules' struct ``_fink`` (none without modules)
+    #: the raw columns, ``processing_start`` and the modules' struct ``_fink`` (none
+    #: without modules)
     enriched: list[Column] | None
     #: the science row: raw columns, module outputs, failures, provenance
     final: list[Column]
@@ -117,15 +119,18 @@ def _science_plan(
     failures: FailureCounters | None,
 ) -> _SciencePlan:
     raw = [n for n in schema.names if n != "fink_broker_version"]
-    staged = [F.col(f"`{n}`") for n in raw] + [now().alias("processing_start")]
+    raw_columns = [F.col(f"`{n}`") for n in raw]
+    staged = [*raw_columns, now().alias("processing_start")]
     enriched: list[Column] | None = None
     if modules:
         # module inputs are canonical columns, or else raw alert fields by their path
         needed = external_inputs(modules)
-        inputs = canonical_columns(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
+        canonical = canonical_staged(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
+        inputs = dict(canonical.columns)
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
         udf = modules_column(modules, inputs, policy, failures)
-        enriched = [*staged[:-1], F.col("processing_start"), udf.alias("_fink")]
+        staged += [c.alias(n) for n, c in canonical.stage.items()]
+        enriched = [*raw_columns, F.col("processing_start"), udf.alias("_fink")]
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
     else:
@@ -138,7 +143,7 @@ def _science_plan(
         F.lit(module_signature(modules) if modules else "no-science").alias("fink_science_modules"),
         F.col("processing_start"),
     ]
-    final = [F.col(f"`{n}`") for n in raw] + added + provenance
+    final = raw_columns + added + provenance
     return _SciencePlan(passes_all(cuts, schema), staged, enriched, final)
 
 
