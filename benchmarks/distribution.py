@@ -196,8 +196,10 @@ def main() -> int:
         "spark.extra": spark_extra(args.spark_conf),
     }
     if args.jfr:
-        recording = f"-XX:StartFlightRecording=filename={args.jfr},settings=profile"
-        base["spark.java_options"] = f"{Settings().spark.java_options} {recording}"
+        # deep stacks: Spark's analyzer recursion is cut at JFR's default depth of 64
+        recording = "-XX:StartFlightRecording=settings=profile"
+        depth = "-XX:FlightRecorderOptions:stackdepth=2048"
+        base["spark.java_options"] = f"{Settings().spark.java_options} {recording} {depth}"
     if args.no_cuts:
         base.update({"raw2science.ztf_rb_min": 0.0, "raw2science.rubin_reliability_min": 0.0})
     bounded = {
@@ -296,6 +298,12 @@ def main() -> int:
                 f"distribution: {rows} alerts in {seconds:.1f} s of micro-batches "
                 f"= {rows / seconds:,.0f} alerts/s (science Parquet -> topics)"
             )
+        if args.jfr:
+            # written now: the JVM does not outlive spark.stop() long enough to dump on exit
+            jvm = spark.sparkContext._jvm
+            for recording in jvm.jdk.jfr.FlightRecorder.getFlightRecorder().getRecordings():
+                recording.dump(jvm.java.io.File(args.jfr).toPath())
+            print(f"JFR recording of the Spark JVM: {args.jfr}")
         spark.stop()
     finally:
         processes.stop(settings, "kafka", timeout=30)
