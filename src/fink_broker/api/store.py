@@ -22,6 +22,7 @@ from thriftpy2.thrift import TException
 from fink_broker.config import Settings
 from fink_broker.errors import FinkError
 from fink_broker.infra.hbase_schema import merged_types, read_schemas
+from fink_broker.science.xmatch import separation_arcsec
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import alert_struct
 from fink_broker.tables import layout as L
@@ -208,7 +209,7 @@ class ArchiveStore:
         if not found:
             return self._fetch([], columns).assign(**{SEPARATION: pd.Series(dtype=float)})
         keys = [key for _, _, key in found]
-        separation = _separation_arcsec(
+        separation = separation_arcsec(
             ra, dec, np.array([r for r, _, _ in found]), np.array([d for _, d, _ in found])
         )
         inside = np.flatnonzero(separation <= radius_arcsec)
@@ -270,17 +271,6 @@ def _within(cells: dict[bytes, bytes], start: float | None, stop: float | None) 
         return True
     mjd = float(cells[_MJD])
     return (start is None or mjd >= start) and (stop is None or mjd <= stop)
-
-
-def _separation_arcsec(ra: float, dec: float, ras: np.ndarray, decs: np.ndarray) -> np.ndarray:
-    """Great-circle separations (Vincenty formula, as astropy's), vectorised."""
-    lon1, lat1 = np.radians(ra), np.radians(dec)
-    lon2, lat2 = np.radians(ras), np.radians(decs)
-    dlon = lon2 - lon1
-    num1 = np.cos(lat2) * np.sin(dlon)
-    num2 = np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dlon)
-    den = np.sin(lat1) * np.sin(lat2) + np.cos(lat1) * np.cos(lat2) * np.cos(dlon)
-    return np.degrees(np.arctan2(np.hypot(num1, num2), den)) * 3600.0
 
 
 def _by_time(frame: pd.DataFrame) -> pd.DataFrame:
