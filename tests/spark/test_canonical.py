@@ -152,7 +152,7 @@ def test_canonical_columns_and_cuts_equal_the_python_reference(real, survey, cap
     staged = canonical_staged(df, survey)
     assert staged.stage and set(staged.columns) == set(CANONICAL_NAMES)
     two_steps = (
-        df.select("*", *[c.alias(n) for n, c in staged.stage.items()])
+        df.select("*", *staged.stage_select())
         .orderBy("kafka_offset")
         .select(*[c.alias(f"staged_{n}") for n, c in staged.columns.items()])
     )

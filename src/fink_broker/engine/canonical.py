@@ -382,6 +382,10 @@ class StagedColumns:
     stage: dict[str, Column]
     columns: dict[str, Column]
 
+    def stage_select(self) -> list[Column]:
+        """The ``stage`` columns, aliased to their names, for the first ``select``."""
+        return [column.alias(name) for name, column in self.stage.items()]
+
 
 #: prefix of the hidden columns of :class:`StagedColumns`
 STAGE_PREFIX = "__fink_epochs_"
@@ -402,13 +406,6 @@ def table_columns(
     serve every frame of that schema.
     """
     return dict(_table_staged(schema, survey, columns, staged=False).columns)
-
-
-def table_staged(
-    schema: T.StructType, survey: str | Any, columns: Sequence[str] | None = None
-) -> StagedColumns:
-    """:func:`table_columns` in two projections (:class:`StagedColumns`)."""
-    return _table_staged(schema, survey, columns, staged=True)
 
 
 def _table_staged(

@@ -8,8 +8,8 @@ Two kinds of provenance columns exist:
 * processing times, which only the engine knows: :data:`ENGINE_COLUMNS`
   (``processing_start``, read as each alert enters the science step, and
   ``processing_end``, as the modules finish the Arrow batch holding it; Spark
-  ``timestamp`` in UTC). They are declared
-  here so that every schema derived from declarations has them, and the engine fills them.
+  ``timestamp`` in UTC). They are declared here so that every schema derived from
+  declarations has them, and the engine fills them.
 
 The built-in ``provenance`` entry point lists every module installed in the worker's
 environment. The engine, which knows the modules it actually runs, should use

@@ -59,12 +59,9 @@ def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
     return available
 
 
-def _filter_input_columns(
-    df: DataFrame | T.StructType, survey: str, names: Sequence[str]
-) -> StagedColumns:
+def _filter_input_columns(schema: T.StructType, survey: str, names: Sequence[str]) -> StagedColumns:
     """Filter inputs: canonical columns computed from the alert, others read as they are;
     the ``stage`` columns go in a ``select`` before the one that reads the inputs."""
-    schema = df if isinstance(df, T.StructType) else df.schema
     canonical = canonical_staged(
         schema, survey, [n for n in names if n in CANONICAL_NAMES and n not in schema.names]
     )
@@ -116,8 +113,8 @@ def _routing(
             key = F.when(chosen, k) if key is None else key.when(chosen, k)
             value = F.when(chosen, v) if value is None else value.when(chosen, v)
         assert key is not None and value is not None
-        stage = [c.alias(n) for n, c in inputs.stage.items()]
-        return _Routing(stage, topics_column(filters, topics, inputs.columns), key, value)
+        topics_per_alert = topics_column(filters, topics, inputs.columns)
+        return _Routing(inputs.stage_select(), topics_per_alert, key, value)
 
     memo = (science.schema.json(), survey, tuple(f.name for f in filters), prefix, cutouts)
     return _ROUTINGS.get(memo, build)
@@ -293,8 +290,8 @@ def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
     (alert_filter,) = wanted
     science = spark.read.parquet(Lake(settings.paths.root, survey).science)
     tonight = science.where(F.col("night") == night)
-    inputs = _filter_input_columns(tonight, survey, alert_filter.inputs)
-    staged = tonight.select("*", *[c.alias(n) for n, c in inputs.stage.items()])
+    inputs = _filter_input_columns(tonight.schema, survey, alert_filter.inputs)
+    staged = tonight.select("*", *inputs.stage_select())
     frame = staged.select(*[c.alias(n) for n, c in inputs.columns.items()]).toPandas()
     return int(run_filter(alert_filter, frame).sum()), len(frame)
 

@@ -129,7 +129,7 @@ def _science_plan(
         inputs = dict(canonical.columns)
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
         udf = modules_column(modules, inputs, policy, failures)
-        staged += [c.alias(n) for n, c in canonical.stage.items()]
+        staged += canonical.stage_select()
         enriched = [*raw_columns, F.col("processing_start"), udf.alias("_fink")]
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
