@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,8 +215,19 @@ class Checkstream:
         self._note = ""
         new = sorted(set(info.partitions) - self._assigned)
         if new:
-            start = OFFSET_BEGINNING if self.from_beginning or self._started else OFFSET_END
-            self._consumer.incremental_assign([TopicPartition(self.topic, p, start) for p in new])
+            if self.from_beginning or self._started:
+                starts = dict.fromkeys(new, OFFSET_BEGINNING)
+            else:
+                # "now" pinned when assigned: OFFSET_END is only resolved at the first
+                # fetch, and messages produced in between would never be seen
+                try:
+                    starts = self._offsets(new, "latest")
+                except Exception as err:  # KafkaException on timeout: the lazy end then
+                    log.warning("checkstream: end offsets unavailable (%s)", err)
+                    starts = dict.fromkeys(new, OFFSET_END)
+            self._consumer.incremental_assign(
+                [TopicPartition(self.topic, p, starts[p]) for p in new]
+            )
             self._assigned.update(new)
             log.info("checkstream: assigned %s partitions %s", self.topic, new)
         return sorted(self._assigned)
@@ -244,21 +255,25 @@ class Checkstream:
 
     # -- reporting
 
-    def watermarks(self) -> tuple[PartitionOffsets, ...]:
-        """Current low/high watermarks of every assigned partition, in two admin requests."""
+    def _offsets(self, partitions: Iterable[int], end: str) -> dict[int, int]:
+        """Offset of each partition at its ``end`` (``low``/``earliest`` or
+        ``high``/``latest``), in one admin request."""
         from confluent_kafka import TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
+        spec = OffsetSpec.earliest() if end in ("low", "earliest") else OffsetSpec.latest()
+        request = {TopicPartition(self.topic, p): spec for p in sorted(partitions)}
+        futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
+        return {
+            tp.partition: f.result(timeout=REQUEST_TIMEOUT_S).offset for tp, f in futures.items()
+        }
+
+    def watermarks(self) -> tuple[PartitionOffsets, ...]:
+        """Current low/high watermarks of every assigned partition, in two admin requests."""
+
         if not self._assigned:
             return ()
-        ends: dict[str, dict[int, int]] = {}
-        for name, spec in (("low", OffsetSpec.earliest()), ("high", OffsetSpec.latest())):
-            request = {TopicPartition(self.topic, p): spec for p in sorted(self._assigned)}
-            futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
-            ends[name] = {
-                tp.partition: f.result(timeout=REQUEST_TIMEOUT_S).offset
-                for tp, f in futures.items()
-            }
+        ends = {name: self._offsets(self._assigned, name) for name in ("low", "high")}
         return tuple(
             PartitionOffsets(p, ends["low"][p], ends["high"][p]) for p in sorted(ends["high"])
         )
