@@ -45,7 +45,12 @@ class FilterRunner:
 def topics_column(
     filters: Sequence[AlertFilter], topics: Sequence[str], inputs: dict[str, Column]
 ) -> Column:
-    """``array<string>``: the topics of the filters each alert passes."""
+    """``array<string>``: per filter, its topic where the alert passes it, else null.
+
+    The nulls are left for the caller to drop after ``explode``: removing them here takes a
+    ``filter`` lambda, which Spark cannot compile, so the ``explode`` of every alert and
+    its ~200 columns would run interpreted, generating its row projection in every task.
+    """
     names = filter_inputs(filters)
     missing = [n for n in names if n not in inputs]
     if missing:
@@ -58,7 +63,6 @@ def topics_column(
     verdicts = T.StructType([T.StructField(f.name, T.BooleanType()) for f in filters])
     udf = pandas_udf(run, returnType=verdicts)  # type: ignore[call-overload]
     passed = udf(F.struct(*[inputs[n].alias(n) for n in names]))
-    candidates = F.array(
+    return F.array(
         *[F.when(passed[f.name], F.lit(t)) for f, t in zip(filters, topics, strict=True)]
     )
-    return F.filter(candidates, lambda topic: topic.isNotNull())

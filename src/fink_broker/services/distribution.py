@@ -132,7 +132,8 @@ def routed(
     """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
     routing = _routing(spark, science, survey, filters, prefix, cutouts)
     exploded = science.select("*", *routing.stage).withColumn("topic", F.explode(routing.topics))
-    return exploded.select("topic", routing.key.alias("key"), routing.value.alias("value"))
+    matched = exploded.where(F.col("topic").isNotNull())
+    return matched.select("topic", routing.key.alias("key"), routing.value.alias("value"))
 
 
 class DistributionBatchWriter:
