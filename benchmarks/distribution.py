@@ -7,6 +7,11 @@ timestamp minus the input message's Kafka timestamp (kept in ``kafka_timestamp``
 p50/p95/p99 latency and the distribution service's own rate (alerts/s from science Parquet
 to topics, from its per-batch metrics).
 
+The latency is measured over ``--seconds`` after ``--warm-seconds`` of the same live load:
+on a fresh JVM, Spark's code runs interpreted while the JIT compiles it, which takes two to
+three minutes of this load and most of a core; a night lasts hours. The first minute of the
+warm-up is printed too, as what a restart costs.
+
 The quality cuts are the service defaults (about 1 ZTF alert in 5 of the real sample passes);
 --no-cuts lets every alert through to the modules and filters, the heaviest load.
 
@@ -52,8 +57,10 @@ from fink_broker.surveys import get_adapter  # noqa: E402
 STAGE_TIMES = ("fink_ingest_time", "processing_start", "processing_end")
 
 
-def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> np.ndarray:
-    """Per message published for an alert ingested after ``since_ms``: seconds from the
+def output_latencies(
+    settings: Settings, topics: list[str], since_ms: int, until_ms: float = np.inf
+) -> np.ndarray:
+    """Per message published for an alert ingested in [``since_ms``, ``until_ms``): seconds from the
     input Kafka timestamp to each of :data:`STAGE_TIMES` and to the output Kafka timestamp
     (one row per message, ``len(STAGE_TIMES) + 1`` columns; NaN where a time is absent)."""
     consumer = Consumer(
@@ -85,7 +92,7 @@ def output_latencies(settings: Settings, topics: list[str], since_ms: int) -> np
                         parsed = schemas[msg.key()] = fastavro.parse_schema(json.loads(msg.key()))
                     record = fastavro.schemaless_reader(io.BytesIO(msg.value()), parsed)
                     ingested = record["kafka_timestamp"].timestamp()
-                    if ingested * 1000 < since_ms:
+                    if not since_ms <= ingested * 1000 < until_ms:
                         continue
                     stages = [record.get(name) for name in STAGE_TIMES]
                     out.append(
@@ -154,17 +161,52 @@ class CpuAccount:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.monotonic() - self._t0
-        for key, (kind, cpu) in self._snapshot().items():
+        end = self._snapshot()
+        for key, (kind, cpu) in end.items():
             before = self._start.get(key, (kind, 0.0))[1]
             self.used[kind] = self.used.get(kind, 0.0) + cpu - before
-        # children this process waited for (the simulator) are gone by now
+        # children this process waited for (the simulator) are gone by now: their whole
+        # CPU time, less what they had used when the block began
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         waited = children.ru_utime + children.ru_stime
         waited -= self._children.ru_utime + self._children.ru_stime
+        ended = [(kind, cpu) for key, (kind, cpu) in self._start.items() if key not in end]
+        waited -= sum(cpu for kind, cpu in ended if kind == "simulator")
         self.used["simulator"] = self.used.get("simulator", 0.0) + waited
 
     def __str__(self) -> str:
         return ", ".join(f"{kind} {cpu:.0f}" for kind, cpu in sorted(self.used.items()))
+
+
+class JvmCompilations:
+    """Code the Spark JVM compiled between construction and :meth:`stop`: classes Spark
+    generated and compiled with Janino (a codegen cache miss each), and the JIT's time.
+
+    A live stream that keeps compiling pays for it on every micro-batch: the generated
+    code of a wide alert plan costs 10-100 ms per class, and the JIT then compiles it.
+    """
+
+    def __init__(self, spark: object) -> None:
+        jvm = spark.sparkContext._jvm
+        self._janino = jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+        self._jit = jvm.java.lang.management.ManagementFactory.getCompilationMXBean()
+        self._start = self._counts()
+        self.classes = 0
+        self.jit_s = 0.0
+
+    def _counts(self) -> tuple[int, float]:
+        return self._janino.getCount(), self._jit.getTotalCompilationTime() / 1000
+
+    def stop(self) -> None:
+        end = self._counts()
+        self.classes = end[0] - self._start[0]
+        self.jit_s = end[1] - self._start[1]
+
+    def __str__(self) -> str:
+        return (
+            f"Spark JVM over the live phase: {self.classes} Janino compilations "
+            f"(codegen cache misses), {self.jit_s:.0f} s in the JIT compilers"
+        )
 
 
 def main() -> int:
@@ -172,6 +214,22 @@ def main() -> int:
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--rate", type=float, default=250.0, help="alerts/s from the simulator")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the live phase")
+    parser.add_argument(
+        "--warm-seconds",
+        type=float,
+        default=180.0,
+        help="live, unmeasured phase first, while the JIT compiles the services' hot code "
+        "(default: 180; 0 measures a cold JVM)",
+    )
+    parser.add_argument(
+        "--java-option",
+        action="append",
+        default=[],
+        help="an option of the Spark JVM, after spark.java_options (repeatable)",
+    )
+    parser.add_argument(
+        "--trigger", default="1 second", help="processing-time trigger of the three services"
+    )
     parser.add_argument("--jfr", help="record a Java Flight Recording of the Spark JVM here")
     parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
     add_spark_conf_option(parser)
@@ -195,11 +253,12 @@ def main() -> int:
         "distribution.max_files_per_trigger": 20,
         "spark.extra": spark_extra(args.spark_conf),
     }
+    java_options = [Settings().spark.java_options, *args.java_option]
     if args.jfr:
         # deep stacks: Spark's analyzer recursion is cut at JFR's default depth of 64
-        recording = "-XX:StartFlightRecording=settings=profile"
-        depth = "-XX:FlightRecorderOptions:stackdepth=2048"
-        base["spark.java_options"] = f"{Settings().spark.java_options} {recording} {depth}"
+        java_options.append("-XX:StartFlightRecording=settings=profile")
+        java_options.append("-XX:FlightRecorderOptions:stackdepth=2048")
+    base["spark.java_options"] = " ".join(java_options)
     if args.no_cuts:
         base.update({"raw2science.ztf_rb_min": 0.0, "raw2science.rubin_reliability_min": 0.0})
     bounded = {
@@ -210,9 +269,9 @@ def main() -> int:
     }
     live = {
         **base,
-        "stream2raw.trigger": "1 second",
-        "raw2science.trigger": "1 second",
-        "distribution.trigger": "1 second",
+        "stream2raw.trigger": args.trigger,
+        "raw2science.trigger": args.trigger,
+        "distribution.trigger": args.trigger,
     }
     folder = Path(args.datasim) / args.survey
     settings = load_settings(None, env={}, overrides=bounded)
@@ -229,10 +288,8 @@ def main() -> int:
 
         live_settings = load_settings(None, env={}, overrides=live)
         queries = [s.start(live_settings, spark) for s in (stream2raw, raw2science, distribution)]
-        since_ms = int(time.time() * 1000)
-        since_iso = datetime.now(UTC).isoformat(timespec="seconds")
         n_files = len(list(folder.glob("*.avro")))
-        n_alerts = int(args.rate * args.seconds)
+        n_alerts = int(args.rate * (args.warm_seconds + args.seconds))
         # the simulator in its own process, as a survey's stream is: in this process its
         # Avro encoding would hold the GIL that the services' batch callbacks need
         config = tmp / "fink.toml"
@@ -247,10 +304,24 @@ def main() -> int:
             *("--nalerts", str(n_alerts), "--repeat", str(1 + -(-n_alerts // n_files))),
             *("--rate", str(args.rate)),
         ]
+        publishing = subprocess.Popen(simulator, stdout=subprocess.DEVNULL)
+        live_ms = int(time.time() * 1000)
+        # the services run live, unmeasured, while the JVM compiles its hot code
+        time.sleep(args.warm_seconds)
+        since_ms = int(time.time() * 1000)
+        since_iso = datetime.now(UTC).isoformat(timespec="seconds")
+        compiled = JvmCompilations(spark)
         with CpuAccount() as cpu:
-            subprocess.run(simulator, check=True, stdout=subprocess.DEVNULL)
+            if publishing.wait() != 0:
+                raise RuntimeError(f"the simulator failed: {publishing.returncode}")
             time.sleep(30)  # let the last micro-batches of the three queries finish
-        progress = {q.name: [p for p in q.recentProgress if p["numInputRows"]] for q in queries}
+        compiled.stop()
+        progress = {
+            q.name: [
+                p for p in q.recentProgress if p["numInputRows"] and p["timestamp"] >= since_iso
+            ]
+            for q in queries
+        }
         for query in queries:
             query.stop()
 
@@ -270,7 +341,10 @@ def main() -> int:
         seconds = sum(m["duration_s"] for m in metrics[1:])
         print()
         cuts = "no quality cuts" if args.no_cuts else "default quality cuts"
-        print(f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, {cuts}")
+        print(
+            f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, {cuts}; "
+            f"measured after {args.warm_seconds:.0f} s of live warm-up"
+        )
         print(f"topics {topics}")
         if len(latencies):
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
@@ -285,6 +359,16 @@ def main() -> int:
                     print(f"    {name:24s} {np.median(column):6.1f} s")
         else:
             print("no output message in the live phase")
+        if args.warm_seconds:
+            # the same services on a JVM that has not compiled its hot code yet
+            first = min(args.warm_seconds, 60.0)
+            cold = output_latencies(settings, topics, live_ms, live_ms + first * 1000)[:, -1]
+            if len(cold):
+                p50, p95, p99 = np.percentile(cold, [50, 95, 99])
+                print(
+                    f"  the first {first:.0f} s of the warm-up, for comparison ({len(cold)} "
+                    f"messages): p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s"
+                )
         for service in ("stream2raw", "raw2science", "distribution"):
             print("  " + batch_summary(settings, service, since_iso))
         for name, reports in progress.items():
@@ -292,6 +376,7 @@ def main() -> int:
             medians = {k: np.median([p["durationMs"].get(k, 0) for p in reports]) for k in phases}
             text = ", ".join(f"{k} {v / 1000:.2f}" for k, v in medians.items())
             print(f"  {name}, p50 s per non-empty trigger: {text}")
+        print(f"  {compiled}")
         print(f"CPU seconds over the live phase ({cpu.seconds:.0f} s wall, 2 cores): {cpu}")
         if seconds:
             print(
