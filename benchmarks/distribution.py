@@ -104,13 +104,24 @@ def output_latencies(
     return np.array(out).reshape(-1, len(STAGE_TIMES) + 1)
 
 
-def batch_summary(settings: Settings, service: str, since_iso: str) -> str:
-    """Micro-batches of ``service`` that began after ``since_iso``: count, rows and duration."""
+def percentiles(seconds: np.ndarray) -> str:
+    """p50, p95 and p99 of ``seconds``, as printed."""
+    p50, p95, p99 = np.percentile(seconds, [50, 95, 99])
+    return f"p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s"
+
+
+def live_batches(settings: Settings, service: str, since_iso: str) -> list[dict]:
+    """The metrics of the micro-batches of ``service`` that began after ``since_iso``."""
     path = Path(settings.paths.state_dir) / "metrics" / f"{service}.jsonl"
     if not path.exists():
-        return f"{service}: no metrics"
+        return []
     batches = [json.loads(line) for line in path.read_text().splitlines()]
-    live = [b for b in batches if b["time"] >= since_iso]
+    return [b for b in batches if b["time"] >= since_iso]
+
+
+def batch_summary(settings: Settings, service: str, since_iso: str) -> str:
+    """Micro-batches of ``service`` that began after ``since_iso``: count, rows and duration."""
+    live = live_batches(settings, service, since_iso)
     if not live:
         return f"{service}: no live micro-batch"
     rows = np.array([b["rows_in"] for b in live])
@@ -331,14 +342,9 @@ def main() -> int:
         ]
         table = output_latencies(settings, topics, since_ms)
         latencies = table[:, -1]
-        metrics = [
-            json.loads(line)
-            for line in (Path(settings.paths.state_dir) / "metrics" / "distribution.jsonl")
-            .read_text()
-            .splitlines()
-        ]
-        rows = sum(m["rows_in"] for m in metrics[1:])
-        seconds = sum(m["duration_s"] for m in metrics[1:])
+        metrics = live_batches(settings, "distribution", since_iso)
+        rows = sum(m["rows_in"] for m in metrics)
+        seconds = sum(m["duration_s"] for m in metrics)
         print()
         cuts = "no quality cuts" if args.no_cuts else "default quality cuts"
         print(
@@ -347,10 +353,9 @@ def main() -> int:
         )
         print(f"topics {topics}")
         if len(latencies):
-            p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
             print(
                 f"latency input -> output topic over {len(latencies)} messages: "
-                f"p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s, max {latencies.max():.1f} s"
+                f"{percentiles(latencies)}, max {latencies.max():.1f} s"
             )
             print("  where the time goes, p50 seconds after the input Kafka timestamp:")
             for i, name in enumerate((*STAGE_TIMES, "output Kafka timestamp")):
@@ -364,10 +369,9 @@ def main() -> int:
             first = min(args.warm_seconds, 60.0)
             cold = output_latencies(settings, topics, live_ms, live_ms + first * 1000)[:, -1]
             if len(cold):
-                p50, p95, p99 = np.percentile(cold, [50, 95, 99])
                 print(
                     f"  the first {first:.0f} s of the warm-up, for comparison ({len(cold)} "
-                    f"messages): p50 {p50:.1f} s, p95 {p95:.1f} s, p99 {p99:.1f} s"
+                    f"messages): {percentiles(cold)}"
                 )
         for service in ("stream2raw", "raw2science", "distribution"):
             print("  " + batch_summary(settings, service, since_iso))
