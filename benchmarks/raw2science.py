@@ -170,11 +170,8 @@ def main() -> int:
         *zip(warm["no cuts"], warm["no cuts, --noscience"], strict=True),
     ]
     added = [with_modules - without for with_modules, without in pairs]
-    print(
-        "modules add, per pair (s): cold "
-        + f"{added[0]:.2f}; warm "
-        + ", ".join(f"{a:.2f}" for a in added[1:])
-    )
+    warm_added = ", ".join(f"{a:.2f}" for a in added[1:])
+    print(f"modules add, per pair (s): cold {added[0]:.2f}; warm {warm_added}")
     for name, modules_s, whole_s in (
         ("cold", added[0], cold["no cuts"]),
         (
