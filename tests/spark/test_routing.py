@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fink_broker.config import Settings
+from fink_broker.engine.filters import filter_inputs
 from fink_broker.plugins import FailurePolicy
 from fink_broker.plugins.filters import run_filter, topic_name
 from fink_broker.services import distribution, raw2science
@@ -33,14 +34,7 @@ def test_routed_messages_are_the_passing_filters_and_explode_is_compiled(spark, 
     # the count of messages per topic is what each filter selects on the same rows
     got = {r["topic"]: r["count"] for r in messages.groupBy("topic").count().collect()}
     suffix = get_adapter(survey).topic_suffix
-    inputs = distribution._filter_input_columns(
-        science.schema, survey, [n for f in filters for n in f.inputs]
-    )
-    frame = (
-        science.select("*", *inputs.stage_select())
-        .select(*[c.alias(n) for n, c in inputs.columns.items()])
-        .toPandas()
-    )
+    frame = distribution.filter_frame(science, survey, filter_inputs(filters))
     want = {}
     for f in filters:
         passed = int(run_filter(f, frame[list(f.inputs)]).sum())

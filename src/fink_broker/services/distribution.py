@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -276,6 +277,13 @@ def _start(
     return query, writer
 
 
+def filter_frame(science: DataFrame, survey: str, names: Sequence[str]) -> pd.DataFrame:
+    """The filter inputs ``names`` of the science alerts, as the filters receive them."""
+    inputs = _filter_input_columns(science.schema, survey, names)
+    staged = science.select("*", *inputs.stage_select())
+    return staged.select(*[c.alias(n) for n, c in inputs.columns.items()]).toPandas()
+
+
 def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
     """(alerts that pass filter ``name``, alerts) in the science archive of ``night``.
 
@@ -290,10 +298,7 @@ def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
         raise ValueError(f"no filter {name!r} installed for {survey}")
     (alert_filter,) = wanted
     science = spark.read.parquet(Lake(settings.paths.root, survey).science)
-    tonight = science.where(F.col("night") == night)
-    inputs = _filter_input_columns(tonight.schema, survey, alert_filter.inputs)
-    staged = tonight.select("*", *inputs.stage_select())
-    frame = staged.select(*[c.alias(n) for n, c in inputs.columns.items()]).toPandas()
+    frame = filter_frame(science.where(F.col("night") == night), survey, alert_filter.inputs)
     return int(run_filter(alert_filter, frame).sum()), len(frame)
 
 
