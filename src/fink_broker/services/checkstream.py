@@ -221,7 +221,7 @@ class Checkstream:
                 # "now" pinned when assigned: OFFSET_END is only resolved at the first
                 # fetch, and messages produced in between would never be seen
                 try:
-                    starts = self._offsets(new, "latest")
+                    starts = self._offsets(new, "high")
                 except Exception as err:  # KafkaException on timeout: the lazy end then
                     log.warning("checkstream: end offsets unavailable (%s)", err)
                     starts = dict.fromkeys(new, OFFSET_END)
@@ -256,12 +256,12 @@ class Checkstream:
     # -- reporting
 
     def _offsets(self, partitions: Iterable[int], end: str) -> dict[int, int]:
-        """Offset of each partition at its ``end`` (``low``/``earliest`` or
-        ``high``/``latest``), in one admin request."""
+        """Offset of each partition at its ``low`` or ``high`` watermark, in one admin
+        request."""
         from confluent_kafka import TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
-        spec = OffsetSpec.earliest() if end in ("low", "earliest") else OffsetSpec.latest()
+        spec = {"low": OffsetSpec.earliest, "high": OffsetSpec.latest}[end]()
         request = {TopicPartition(self.topic, p): spec for p in sorted(partitions)}
         futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
         return {
@@ -270,7 +270,6 @@ class Checkstream:
 
     def watermarks(self) -> tuple[PartitionOffsets, ...]:
         """Current low/high watermarks of every assigned partition, in two admin requests."""
-
         if not self._assigned:
             return ()
         ends = {name: self._offsets(self._assigned, name) for name in ("low", "high")}
