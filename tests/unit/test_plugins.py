@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from importlib.metadata import EntryPoint
 
 import numpy as np
@@ -25,7 +26,7 @@ from fink_broker.plugins import (
     science_module,
 )
 from fink_broker.plugins import registry as registry_mod
-from fink_broker.plugins.columns import incompatibility
+from fink_broker.plugins.columns import SCALAR_DTYPES, _object_incompatibility, incompatibility
 
 BUILT_INS = {"solar_system", "xmatch", "lc_features_ztf", "lc_features_rubin", "provenance"}
 
@@ -165,6 +166,33 @@ def test_output_dtype_compatibility(frame, dtype, values, ok):
     else:
         with pytest.raises(ContractError, match=rf"column 'out' \({dtype}\)"):
             run_module(module, frame)
+
+
+@pytest.mark.parametrize("dtype", sorted(SCALAR_DTYPES))
+def test_inferred_object_check_agrees_with_the_value_by_value_check(dtype):
+    """The fast path may only clear object columns that the exact check clears too."""
+    samples = [
+        ["a", None, np.nan, pd.NA],
+        ["a", np.str_("b")],
+        ["a", 1],
+        [None, None],
+        [1.0, 2, None],
+        [np.float32(1.5), np.nan],
+        [True, None],
+        [1, True],
+        [np.int64(3), 2**40],
+        [1, 2**70],
+        [pd.Timestamp("2020-01-01", tz="UTC"), None],
+        [np.datetime64("2020-01-01")],
+        ["a", pd.NaT],
+        [Decimal("1.5")],
+        [[1.0], None],
+    ]
+    spec = ColumnSpec("c", dtype)
+    for values in samples:
+        series = pd.Series(values, dtype=object)
+        fast = incompatibility(series, spec) is None
+        assert fast == (_object_incompatibility(series, spec) is None), (dtype, values)
 
 
 def test_null_series_has_the_declared_type():
