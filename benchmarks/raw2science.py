@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.distribution import JvmCompilations  # noqa: E402
 from benchmarks.stream2raw import (  # noqa: E402
     add_spark_conf_option,
     free_port,
@@ -142,8 +143,14 @@ def main() -> int:
         lake = Lake(settings_run.paths.root, args.survey)
         shutil.rmtree(lake.science, ignore_errors=True)
         shutil.rmtree(lake.checkpoint("raw2science"), ignore_errors=True)
+        compiled = JvmCompilations(spark)
         rate, written, seconds = spark_rate(spark, settings_run, args.survey)
-        print(f"  {label}: {args.nalerts} in, {written} out, {seconds:.2f} s = {rate:,.0f}/s")
+        compiled.stop()
+        # the JIT's time shows how far from warm a run still is: it shares the 2 cores
+        print(
+            f"  {label}: {args.nalerts} in, {written} out, {seconds:.2f} s = {rate:,.0f}/s"
+            f" (JIT {compiled.jit_s:.1f} s, {compiled.classes} Janino classes)"
+        )
         return seconds
 
     print(f"{args.survey}: cold pair (first runs of this session)")

@@ -124,8 +124,10 @@ class Raw2ScienceSettings:
 
     #: "availableNow" processes what the raw archive holds and exits; else a processing time
     trigger: str = "10 seconds"
-    #: upper bound of raw Parquet files per micro-batch
-    max_files_per_trigger: int = 50
+    #: upper bound of raw Parquet files per micro-batch. The module values of a batch are
+    #: broadcast (0.9 kB per ZTF alert, 1.8 kB per Rubin alert): 20 files of stream2raw's
+    #: at most 2,500 alerts keep that under 100 MB
+    max_files_per_trigger: int = 20
     #: run the quality cuts only, no science module
     noscience: bool = False
     #: science modules to run (entry-point names); empty = every installed module for the survey

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,11 +15,12 @@ from fink_broker.engine.decode import archive_columns, decode
 from fink_broker.engine.modules import FAILURES_COLUMN, FailureCounters, ModuleRunner
 from fink_broker.engine.sinks import write_batch
 from fink_broker.lake import Lake
-from fink_broker.plugins import FailurePolicy, science_module
+from fink_broker.plugins import FailurePolicy, run_module, science_module
 from fink_broker.science.provenance import ENGINE_COLUMNS, OUTPUTS
 from fink_broker.services import raw2science
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
+from fink_broker.surveys.fields import canonical_frame
 from tests.conftest import base_overrides
 from tests.spark.test_decode import kafka_like
 
@@ -104,6 +107,57 @@ def test_cuts_modules_columns_and_idempotent_rerun(spark, lake_settings, survey)
     again = run_bounded(spark, settings, survey)
     assert sorted(again.inputFiles()) == files_before
     assert again.count() == len(ids)
+
+
+def same_value(want: object, got: object) -> bool:
+    """Module outputs of the pandas reference and of Spark: null and NaN are one value,
+    doubles agree to 1e-9 (the inputs do to 1e-12; fits may amplify), arrays by element."""
+    if isinstance(want, list | tuple | np.ndarray) or isinstance(got, list | tuple | np.ndarray):
+        if want is None or got is None:
+            return want is None and got is None
+        return len(want) == len(got) and all(map(same_value, want, got))
+    if pd.isna(want) or pd.isna(got):
+        return bool(pd.isna(want) and pd.isna(got))
+    if isinstance(want, float | np.floating) or isinstance(got, float | np.floating):
+        return math.isclose(want, got, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(want == got)
+
+
+@pytest.mark.parametrize("survey", ["ztf", "rubin"])
+def test_module_values_join_back_to_their_own_alert(spark, lake_settings, datasim, survey):
+    """The modules run on a second read of the alerts that holds only their inputs, and
+    their values are joined back by Kafka coordinates: each science row must carry what
+    the module functions compute from that alert's own fields (pandas reference on the
+    same records), and the rows queued for Python must not hold the cutouts."""
+    settings, _ = lake_settings
+    adapter = get_adapter(survey)
+    modules = raw2science.selected_modules(settings, survey)
+    raw = spark.read.parquet(Lake(settings.paths.root, survey).raw)
+    science = raw2science.science_frame(raw, survey, (), modules, FailurePolicy.FAIL)
+
+    lines = science._jdf.queryExecution().executedPlan().toString().splitlines()
+    python = [i for i, line in enumerate(lines) if "ArrowEvalPython" in line]
+    assert python, "no Python UDF in the plan"
+    assert all("cutout" not in lines[i + 1] for i in python), "cutouts queued for Python"
+    assert any("BroadcastHashJoin" in line for line in lines)
+
+    outputs = [c.name for m in modules for c in m.outputs]
+    got = science.select(adapter.alert_id, *outputs).toPandas().set_index(adapter.alert_id)
+    records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)]
+    produced = set(outputs)
+    names = sorted({c for m in modules for c in m.inputs} - produced)
+    want = canonical_frame(records, survey, names)
+    for module in modules:
+        want = want.join(run_module(module, want[list(module.inputs)]))
+    want.index = pd.Index([r[adapter.alert_id] for r in records])
+    assert sorted(got.index) == sorted(want.index)
+    bad = [
+        f"{alert} {name}: {want.at[alert, name]!r:.80} != {got.at[alert, name]!r:.80}"
+        for alert in want.index
+        for name in outputs
+        if not same_value(want.at[alert, name], got.at[alert, name])
+    ]
+    assert not bad, bad[:10]
 
 
 def test_noscience_applies_cuts_only(spark, datasim, tmp_path):

@@ -1,10 +1,11 @@
 """raw2science: raw Parquet -> quality cuts -> science modules -> science Parquet by night.
 
 A Spark file-source stream over the raw archive of one survey (checkpointed, so each raw
-file is processed once) feeds a ``foreachBatch`` that counts the alerts each quality cut
-removes, keeps those that pass every cut, adds the survey-agnostic canonical columns the
-modules read, runs every enabled science module in one Arrow UDF, stamps provenance, and
-writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
+file is processed once) feeds a ``foreachBatch`` the paths of its new raw files. The batch
+reads them, counts the alerts each quality cut removes, keeps those that pass every cut,
+runs every enabled science module in one Arrow UDF on a second read that holds only their
+inputs (the survey-agnostic canonical columns), joins their values back, stamps
+provenance, and writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from fink_broker.engine.modules import (
 )
 from fink_broker.engine.session import get_session, now
 from fink_broker.engine.sinks import committed, write_batch
-from fink_broker.engine.sources import upstream_stream
+from fink_broker.engine.sources import BatchFiles, file_paths, upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
 from fink_broker.plugins import (
@@ -90,17 +91,25 @@ def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
     return resolve_order(available)
 
 
+#: the Kafka coordinates of an alert, unique in a raw archive (stream2raw writes each message
+#: exactly once): they join the module results back to the alerts they were computed from
+ALERT_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
 @dataclass(frozen=True)
 class _SciencePlan:
     """The expressions of :func:`science_frame` for one raw schema, in the order applied."""
 
     #: the quality cuts: rows kept
     passes: Column
-    #: the raw columns (without the raw archive's version), ``processing_start`` and the
-    #: canonical columns' stage (sorted epoch arrays) the module inputs read
-    staged: list[Column]
-    #: the raw columns, ``processing_start`` and the modules' struct ``_fink`` (none
-    #: without modules)
+    #: the alert as archived: the raw columns without the raw archive's version, plus
+    #: ``processing_start`` when no module runs
+    alert: list[Column]
+    #: the module side (None without modules), first select: the raw columns,
+    #: ``processing_start`` and the canonical columns' stage (sorted epoch arrays)
+    staged: list[Column] | None
+    #: the module side, second select: the alert key, ``processing_start`` and the modules'
+    #: struct ``_fink``
     enriched: list[Column] | None
     #: the science row: raw columns, module outputs, failures, provenance
     final: list[Column]
@@ -120,20 +129,27 @@ def _science_plan(
 ) -> _SciencePlan:
     raw = [n for n in schema.names if n != "fink_broker_version"]
     raw_columns = [F.col(f"`{n}`") for n in raw]
-    staged = [*raw_columns, now().alias("processing_start")]
+    alert = list(raw_columns)
+    staged: list[Column] | None = None
     enriched: list[Column] | None = None
     if modules:
+        absent = [n for n in ALERT_KEY if n not in schema.names]
+        if absent:
+            raise ValueError(f"not a raw alert archive: no {absent} (Kafka coordinates)")
+        key = [F.col(n) for n in ALERT_KEY]
         # module inputs are canonical columns, or else raw alert fields by their path
         needed = external_inputs(modules)
         canonical = canonical_staged(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
         inputs = dict(canonical.columns)
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
         udf = modules_column(modules, inputs, policy, failures)
-        staged += canonical.stage_select()
-        enriched = [*raw_columns, F.col("processing_start"), udf.alias("_fink")]
+        # every raw column, of which Spark's column pruning reads only what the UDF needs
+        staged = [*raw_columns, now().alias("processing_start"), *canonical.stage_select()]
+        enriched = [*key, F.col("processing_start"), udf.alias("_fink")]
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
     else:
+        alert.append(now().alias("processing_start"))
         added = [
             F.lit(None).cast("string").alias(FAILURES_COLUMN.name),
             now().alias("processing_end"),
@@ -144,7 +160,7 @@ def _science_plan(
         F.col("processing_start"),
     ]
     final = raw_columns + added + provenance
-    return _SciencePlan(passes_all(cuts, schema), staged, enriched, final)
+    return _SciencePlan(passes_all(cuts, schema), alert, staged, enriched, final)
 
 
 def science_frame(
@@ -154,14 +170,25 @@ def science_frame(
     modules: Sequence[ScienceModule],
     policy: FailurePolicy,
     failures: FailureCounters | None = None,
+    *,
+    module_source: DataFrame | None = None,
 ) -> DataFrame:
     """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
 
     Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
-    ``processing_start`` is read as each alert enters the modules (a projection below
-    theirs), ``processing_end`` as the modules have finished its Arrow batch. The
-    expressions are built once per raw schema (``_PLANS``): a live stream's batches reuse
-    them.
+
+    The modules run on a second read of the same alerts that holds only their inputs
+    (``module_source``, default ``raw``: the same rows, e.g. ``raw`` before an ``observe``),
+    and their results are joined back by the alert's Kafka coordinates (broadcast: one row
+    of values per alert, bounded by ``max_files_per_trigger``). In one pass, Spark copies
+    every whole alert, cutouts included, twice more and queues it until its Arrow batch
+    returns from Python: on 20,000 Rubin alerts the JVM tasks then took 6.9 CPU-s against
+    3.8 without modules; with the second read, 4.6. The left join keeps an alert whose
+    results were missing (null module columns), never drops it.
+
+    ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
+    the modules have finished its Arrow batch. The expressions are built once per raw
+    schema (``_PLANS``): a live stream's batches reuse them.
     """
     policy = FailurePolicy(policy)
     key = (
@@ -175,9 +202,11 @@ def science_frame(
     plan = _PLANS.get(
         key, functools.partial(_science_plan, raw.schema, survey, cuts, modules, policy, failures)
     )
-    kept = raw.where(plan.passes).select(*plan.staged)
-    if plan.enriched is not None:
-        kept = kept.select(*plan.enriched)
+    kept = raw.where(plan.passes).select(*plan.alert)
+    if plan.staged is not None and plan.enriched is not None:
+        source = raw if module_source is None else module_source
+        results = source.where(plan.passes).select(*plan.staged).select(*plan.enriched)
+        kept = kept.join(F.broadcast(results), on=list(ALERT_KEY), how="left")
     return kept.select(*plan.final)
 
 
@@ -221,7 +250,13 @@ class ScienceBatchWriter:
             observation = Observation(f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}")
             watched = batch.observe(observation, *count_columns)
             science = science_frame(
-                watched, self.survey, self.cuts, self.modules, self.policy, self.failures
+                watched,
+                self.survey,
+                self.cuts,
+                self.modules,
+                self.policy,
+                self.failures,
+                module_source=batch,
             )
             write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
             counts = observation.get
@@ -282,10 +317,16 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
         [m.name for m in writer.modules] or "none (--noscience)",
         writer.policy.value,
     )
+    alerts = raw_source(spark, settings, survey)
+    read = BatchFiles(spark, lake.raw, alerts.schema)
+
+    def process(paths: DataFrame, batch_id: int) -> None:
+        writer(read(paths), batch_id)
+
     return (
-        raw_source(spark, settings, survey)
+        file_paths(alerts)
         .writeStream.queryName(f"{SERVICE}_{survey}")
-        .foreachBatch(writer)
+        .foreachBatch(process)
         .option("checkpointLocation", lake.checkpoint(SERVICE))
         .trigger(**trigger_kwargs(settings.raw2science.trigger))
         .start()
