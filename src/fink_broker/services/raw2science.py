@@ -97,6 +97,17 @@ ALERT_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 
 @dataclass(frozen=True)
+class _ModuleSide:
+    """The two selects of the modules' read of the alerts."""
+
+    #: the raw columns, ``processing_start`` and the canonical columns' stage (sorted
+    #: epoch arrays)
+    staged: list[Column]
+    #: the alert key, ``processing_start`` and the modules' struct ``_fink``
+    enriched: list[Column]
+
+
+@dataclass(frozen=True)
 class _SciencePlan:
     """The expressions of :func:`science_frame` for one raw schema, in the order applied."""
 
@@ -105,12 +116,8 @@ class _SciencePlan:
     #: the alert as archived: the raw columns without the raw archive's version, plus
     #: ``processing_start`` when no module runs
     alert: list[Column]
-    #: the module side (None without modules), first select: the raw columns,
-    #: ``processing_start`` and the canonical columns' stage (sorted epoch arrays)
-    staged: list[Column] | None
-    #: the module side, second select: the alert key, ``processing_start`` and the modules'
-    #: struct ``_fink``
-    enriched: list[Column] | None
+    #: the modules' read (None without modules)
+    modules: _ModuleSide | None
     #: the science row: raw columns, module outputs, failures, provenance
     final: list[Column]
 
@@ -130,8 +137,7 @@ def _science_plan(
     raw = [n for n in schema.names if n != "fink_broker_version"]
     raw_columns = [F.col(f"`{n}`") for n in raw]
     alert = list(raw_columns)
-    staged: list[Column] | None = None
-    enriched: list[Column] | None = None
+    side: _ModuleSide | None = None
     if modules:
         absent = [n for n in ALERT_KEY if n not in schema.names]
         if absent:
@@ -144,8 +150,10 @@ def _science_plan(
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
         udf = modules_column(modules, inputs, policy, failures)
         # every raw column, of which Spark's column pruning reads only what the UDF needs
-        staged = [*raw_columns, now().alias("processing_start"), *canonical.stage_select()]
-        enriched = [*key, F.col("processing_start"), udf.alias("_fink")]
+        side = _ModuleSide(
+            staged=[*raw_columns, now().alias("processing_start"), *canonical.stage_select()],
+            enriched=[*key, F.col("processing_start"), udf.alias("_fink")],
+        )
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
     else:
@@ -160,7 +168,7 @@ def _science_plan(
         F.col("processing_start"),
     ]
     final = raw_columns + added + provenance
-    return _SciencePlan(passes_all(cuts, schema), alert, staged, enriched, final)
+    return _SciencePlan(passes_all(cuts, schema), alert, side, final)
 
 
 def science_frame(
@@ -203,9 +211,10 @@ def science_frame(
         key, functools.partial(_science_plan, raw.schema, survey, cuts, modules, policy, failures)
     )
     kept = raw.where(plan.passes).select(*plan.alert)
-    if plan.staged is not None and plan.enriched is not None:
+    if plan.modules is not None:
         source = raw if module_source is None else module_source
-        results = source.where(plan.passes).select(*plan.staged).select(*plan.enriched)
+        staged = source.where(plan.passes).select(*plan.modules.staged)
+        results = staged.select(*plan.modules.enriched)
         kept = kept.join(F.broadcast(results), on=list(ALERT_KEY), how="left")
     return kept.select(*plan.final)
 
