@@ -128,6 +128,10 @@ class Raw2ScienceSettings:
     #: broadcast (0.9 kB per ZTF alert, 1.8 kB per Rubin alert): 20 files of stream2raw's
     #: at most 2,500 alerts keep that under 100 MB
     max_files_per_trigger: int = 20
+    #: micro-batches of at least this many MB of raw files run the modules on a second read
+    #: of the alerts, without the cutouts (see ``raw2science.science_frame``); smaller ones,
+    #: such as a live stream's, in the same pass, which is one Spark job fewer
+    separate_module_read_mb: int = 512
     #: run the quality cuts only, no science module
     noscience: bool = False
     #: science modules to run (entry-point names); empty = every installed module for the survey

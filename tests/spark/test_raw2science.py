@@ -123,23 +123,29 @@ def same_value(want: object, got: object) -> bool:
     return bool(want == got)
 
 
+@pytest.mark.parametrize("separate", [True, False], ids=["separate", "one_pass"])
 @pytest.mark.parametrize("survey", ["ztf", "rubin"])
-def test_module_values_join_back_to_their_own_alert(spark, lake_settings, datasim, survey):
-    """The modules run on a second read of the alerts that holds only their inputs, and
-    their values are joined back by Kafka coordinates: each science row must carry what
-    the module functions compute from that alert's own fields (pandas reference on the
-    same records), and the rows queued for Python must not hold the cutouts."""
+def test_module_values_are_those_of_their_own_alert(
+    spark, lake_settings, datasim, survey, separate
+):
+    """Each science row carries what the module functions compute from that alert's own
+    fields (pandas reference on the same records), whether the modules run on a second
+    read of the alerts, joined back by Kafka coordinates, where the rows queued for Python
+    must not hold the cutouts, or in the same pass."""
     settings, _ = lake_settings
     adapter = get_adapter(survey)
     modules = raw2science.selected_modules(settings, survey)
     raw = spark.read.parquet(Lake(settings.paths.root, survey).raw)
-    science = raw2science.science_frame(raw, survey, (), modules, FailurePolicy.FAIL)
+    science = raw2science.science_frame(
+        raw, survey, (), modules, FailurePolicy.FAIL, separate=separate
+    )
 
     lines = science._jdf.queryExecution().executedPlan().toString().splitlines()
     python = [i for i, line in enumerate(lines) if "ArrowEvalPython" in line]
     assert python, "no Python UDF in the plan"
-    assert all("cutout" not in lines[i + 1] for i in python), "cutouts queued for Python"
-    assert any("BroadcastHashJoin" in line for line in lines)
+    queued = ["cutout" in lines[i + 1] for i in python]
+    assert not any(queued) if separate else all(queued)
+    assert any("BroadcastHashJoin" in line for line in lines) == separate
 
     outputs = [c.name for m in modules for c in m.outputs]
     got = science.select(adapter.alert_id, *outputs).toPandas().set_index(adapter.alert_id)

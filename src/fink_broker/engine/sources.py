@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -70,9 +71,12 @@ def upstream_stream(
 
 
 def file_paths(stream: DataFrame) -> DataFrame:
-    """The micro-batches of a file-source stream as the paths of the files they hold (one
-    row per alert, from Spark's hidden ``_metadata`` column: no alert column is read)."""
-    return stream.select(F.col("_metadata.file_path").alias("path"))
+    """The micro-batches of a file-source stream as the paths and sizes of the files they
+    hold (one row per alert, from Spark's hidden ``_metadata`` column: no alert column is
+    read)."""
+    return stream.select(
+        F.col("_metadata.file_path").alias("path"), F.col("_metadata.file_size").alias("size")
+    )
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,14 @@ class BatchFiles:
     base: str
     schema: T.StructType
 
-    def __call__(self, paths: DataFrame) -> DataFrame:
-        files = sorted(row["path"] for row in paths.distinct().collect())
-        if not files:
+    def files(self, paths: DataFrame) -> dict[str, int]:
+        """Path -> size in bytes of each file of a :func:`file_paths` micro-batch."""
+        return {row["path"]: int(row["size"]) for row in paths.distinct().collect()}
+
+    def __call__(self, files: Iterable[str]) -> DataFrame:
+        """The alerts of ``files``, read as a file scan."""
+        ordered = sorted(files)
+        if not ordered:
             return self.spark.createDataFrame([], self.schema)
-        return self.spark.read.schema(self.schema).option("basePath", self.base).parquet(*files)
+        reader = self.spark.read.schema(self.schema).option("basePath", self.base)
+        return reader.parquet(*ordered)

@@ -105,6 +105,8 @@ class _ModuleSide:
     staged: list[Column]
     #: the alert key, ``processing_start`` and the modules' struct ``_fink``
     enriched: list[Column]
+    #: the raw columns, ``processing_start`` and ``_fink``: the same read as the alerts
+    one_pass: list[Column]
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ def _science_plan(
         side = _ModuleSide(
             staged=[*raw_columns, now().alias("processing_start"), *canonical.stage_select()],
             enriched=[*key, F.col("processing_start"), udf.alias("_fink")],
+            one_pass=[*raw_columns, F.col("processing_start"), udf.alias("_fink")],
         )
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
         added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
@@ -179,20 +182,23 @@ def science_frame(
     policy: FailurePolicy,
     failures: FailureCounters | None = None,
     *,
+    separate: bool = True,
     module_source: DataFrame | None = None,
 ) -> DataFrame:
     """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
 
     Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
 
-    The modules run on a second read of the same alerts that holds only their inputs
-    (``module_source``, default ``raw``: the same rows, e.g. ``raw`` before an ``observe``),
-    and their results are joined back by the alert's Kafka coordinates (broadcast: one row
-    of values per alert, bounded by ``max_files_per_trigger``). In one pass, Spark copies
-    every whole alert, cutouts included, twice more and queues it until its Arrow batch
-    returns from Python: on 20,000 Rubin alerts the JVM tasks then took 6.9 CPU-s against
-    3.8 without modules; with the second read, 4.6. The left join keeps an alert whose
-    results were missing (null module columns), never drops it.
+    ``separate``: the modules run on a second read of the same alerts that holds only
+    their inputs (``module_source``, default ``raw``: the same rows, e.g. ``raw`` before an
+    ``observe``), and their results are joined back by the alert's Kafka coordinates
+    (broadcast: one row of values per alert, bounded by ``max_files_per_trigger``). In one
+    pass, Spark copies every whole alert, cutouts included, twice more and queues it until
+    its Arrow batch returns from Python: on 20,000 Rubin alerts the JVM tasks then took
+    6.9 CPU-s against 3.8 without modules; with the second read, 4.6. The left join keeps
+    an alert whose results were missing (null module columns), never drops it. The second
+    read is a job of its own, which a live micro-batch of a few hundred alerts pays for
+    more than it saves: without ``separate`` the modules run in the same pass.
 
     ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
     the modules have finished its Arrow batch. The expressions are built once per raw
@@ -210,12 +216,17 @@ def science_frame(
     plan = _PLANS.get(
         key, functools.partial(_science_plan, raw.schema, survey, cuts, modules, policy, failures)
     )
-    kept = raw.where(plan.passes).select(*plan.alert)
-    if plan.modules is not None:
+    if plan.modules is None:
+        kept = raw.where(plan.passes).select(*plan.alert)
+    elif not separate:
+        staged = raw.where(plan.passes).select(*plan.modules.staged)
+        kept = staged.select(*plan.modules.one_pass)
+    else:
         source = raw if module_source is None else module_source
         staged = source.where(plan.passes).select(*plan.modules.staged)
         results = staged.select(*plan.modules.enriched)
-        kept = kept.join(F.broadcast(results), on=list(ALERT_KEY), how="left")
+        alerts = raw.where(plan.passes).select(*plan.alert)
+        kept = alerts.join(F.broadcast(results), on=list(ALERT_KEY), how="left")
     return kept.select(*plan.final)
 
 
@@ -245,7 +256,8 @@ class ScienceBatchWriter:
             ],
         ]
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, batch_id: int, *, separate: bool = True) -> None:
+        """Write the science rows of ``batch`` (``separate``: see :func:`science_frame`)."""
         start = time.monotonic()
         failed_before = self.failures.snapshot()
         schema = batch.schema
@@ -265,6 +277,7 @@ class ScienceBatchWriter:
                 self.modules,
                 self.policy,
                 self.failures,
+                separate=separate,
                 module_source=batch,
             )
             write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
@@ -328,9 +341,11 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
     )
     alerts = raw_source(spark, settings, survey)
     read = BatchFiles(spark, lake.raw, alerts.schema)
+    separate_bytes = settings.raw2science.separate_module_read_mb * 2**20
 
     def process(paths: DataFrame, batch_id: int) -> None:
-        writer(read(paths), batch_id)
+        files = read.files(paths)
+        writer(read(files), batch_id, separate=sum(files.values()) >= separate_bytes)
 
     return (
         file_paths(alerts)
