@@ -50,15 +50,15 @@ from fink_broker.surveys.fields import canonical_frame, evaluate_cuts  # noqa: E
 
 def bare_python_rate(settings: Settings, survey: str, n: int, folder: Path) -> tuple[float, int]:
     """Alerts/s of cuts + canonical columns + every module on pandas, and alerts kept."""
+    from fink_broker.engine.modules import external_inputs
     from fink_broker.services.raw2science import quality_cuts, selected_modules
 
     adapter = get_adapter(survey)
     base = [read_alert_file(f)[0] for f in iter_alert_files(folder)]
     records = [adapter.with_fresh_ids(base[i % len(base)], i // len(base)) for i in range(n)]
     modules = selected_modules(settings, survey)
-    produced = {c.name for m in modules for c in m.outputs}
     # the canonical inputs: module outputs that other modules read come from the join below
-    names = sorted({c for m in modules for c in m.inputs} - produced)
+    names = external_inputs(modules)
     # warm-up: catalogue indexes are built once per process, as in a Spark worker
     warm = canonical_frame(records[:50], survey, names)
     for m in modules:

@@ -12,7 +12,12 @@ import pytest
 
 from fink_broker.config import load_settings
 from fink_broker.engine.decode import archive_columns, decode
-from fink_broker.engine.modules import FAILURES_COLUMN, FailureCounters, ModuleRunner
+from fink_broker.engine.modules import (
+    FAILURES_COLUMN,
+    FailureCounters,
+    ModuleRunner,
+    external_inputs,
+)
 from fink_broker.engine.sinks import write_batch
 from fink_broker.lake import Lake
 from fink_broker.plugins import FailurePolicy, run_module, science_module
@@ -150,9 +155,7 @@ def test_module_values_are_those_of_their_own_alert(
     outputs = [c.name for m in modules for c in m.outputs]
     got = science.select(adapter.alert_id, *outputs).toPandas().set_index(adapter.alert_id)
     records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)]
-    produced = set(outputs)
-    names = sorted({c for m in modules for c in m.inputs} - produced)
-    want = canonical_frame(records, survey, names)
+    want = canonical_frame(records, survey, external_inputs(modules))
     for module in modules:
         want = want.join(run_module(module, want[list(module.inputs)]))
     want.index = pd.Index([r[adapter.alert_id] for r in records])
