@@ -329,7 +329,9 @@ def main() -> int:
         compiled.stop()
         progress = {
             q.name: [
-                p for p in q.recentProgress if p["numInputRows"] and p["timestamp"] >= since_iso
+                p
+                for p in q.recentProgress
+                if "addBatch" in p["durationMs"] and p["timestamp"] >= since_iso
             ]
             for q in queries
         }

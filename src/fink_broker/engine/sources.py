@@ -97,7 +97,17 @@ class BatchFiles:
     schema: T.StructType
 
     def files(self, paths: DataFrame) -> dict[str, int]:
-        """Path -> size in bytes of each file of a :func:`file_paths` micro-batch."""
+        """Path -> size in bytes of each file of a :func:`file_paths` micro-batch.
+
+        Read from the file scan in the micro-batch's plan (``MicroBatchFiles``, infra/java),
+        without a Spark job; only a plan without a file scan costs a distinct over the rows.
+        """
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        planned = jvm.org.fink.broker.MicroBatchFiles.of(paths._jdf)
+        if planned is not None:
+            return {str(path): int(size) for path, size in planned.items()}
+        log.warning("no file scan in the micro-batch plan: listing its files with a Spark job")
         return {row["path"]: int(row["size"]) for row in paths.distinct().collect()}
 
     def __call__(self, files: Iterable[str]) -> DataFrame:

@@ -72,6 +72,8 @@ class JarSet:
     spark_jars: list[Path]
     #: classpath of the local Kafka broker (``java -cp``)
     kafka_classpath: list[Path]
+    #: Fink's own JVM classes (also in ``spark_jars``), None without Java sources
+    fink_jvm: Path | None = None
 
 
 def jar_cache_dir(settings: Settings) -> Path:
@@ -283,7 +285,7 @@ def resolve_jars(settings: Settings, *, log: Callable[[str], None] = log.info) -
         connectors = _maven_folder(cache, "spark-connectors", log)
         fink_jvm = _fink_jvm_jar(cache, log)
     spark = connectors + ([fink_jvm] if fink_jvm is not None else [])
-    return JarSet(spark_jars=spark, kafka_classpath=kafka)
+    return JarSet(spark_jars=spark, kafka_classpath=kafka, fink_jvm=fink_jvm)
 
 
 def main(argv: list[str] | None = None) -> int:
