@@ -92,18 +92,22 @@ class ModuleRunner:
     failures: FailureCounters | None = None
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        frame = batch.reset_index(drop=True)
-        failures = pd.Series([None] * len(frame), dtype=object)
-        outputs = []
+        # Columns by name, not a frame that grows by one concat per module: each module's
+        # frame holds its inputs only, and nothing else is copied.
+        index = pd.RangeIndex(len(batch))
+        columns = {name: batch[name].set_axis(index) for name in batch.columns}
+        failures = pd.Series([None] * len(index), dtype=object)
+        outputs: list[str] = []
         for module in self.modules:
-            result, n_failed = run_with_policy(module, frame[list(module.inputs)], self.policy)
+            inputs = pd.DataFrame({c: columns[c] for c in module.inputs}, index=index)
+            result, n_failed = run_with_policy(module, inputs, self.policy)
             if n_failed:
                 failures = failures.where(failures.isna(), failures + ",").fillna("") + module.name
                 if self.failures is not None:
                     self.failures.add(module.name, n_failed)
-            frame = pd.concat([frame, result.reset_index(drop=True)], axis=1)
+            columns.update(result.items())
             outputs += module.output_names
-        out = frame[outputs].copy()
+        out = pd.DataFrame({name: columns[name] for name in outputs}, index=index)
         out[FAILURES_COLUMN.name] = failures
         out[PROCESSING_END.name] = pd.Timestamp.now(tz="UTC")
         return out
