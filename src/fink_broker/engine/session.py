@@ -103,9 +103,13 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         # night=20200101 stays the string it was written as, not an integer
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
+    extra = dict(settings.spark.extra)
     for key, value in local_file_settings(settings, jars.fink_jvm).items():
+        if key == "spark.driver.extraClassPath" and key in extra:
+            # the operator's class path too: without Fink's jar the JVM would not start
+            value = f"{value}{os.pathsep}{extra.pop(key)}"
         builder = builder.config(key, value)
-    for key, value in settings.spark.extra.items():
+    for key, value in extra.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level)
