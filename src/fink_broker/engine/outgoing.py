@@ -17,6 +17,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.avro.functions import to_avro
 
+from fink_broker.engine.session import jvm_class
+
 #: Avro record name and namespace of published alerts
 RECORD_NAME = "alert"
 NAMESPACE = "fink"
@@ -29,10 +31,9 @@ def avro_schema_json(
     namespace: str = NAMESPACE,
 ) -> str:
     """The Avro schema (JSON text) Spark's ``to_avro`` writes for rows of ``schema``."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
     jtype = spark._jsparkSession.parseDataType(schema.json())
-    avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(jtype, False, name, namespace)
+    converters = jvm_class(spark, "org.apache.spark.sql.avro.SchemaConverters")
+    avro = converters.toAvroType(jtype, False, name, namespace)
     return json.dumps(json.loads(avro.toString()))
 
 

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from fink_broker.engine.session import jvm_class
+
+#: Fink's Java driver of Spark's streaming file sink (infra/java)
+EXACTLY_ONCE = "org.fink.broker.ExactlyOnceParquet"
+
 
 def binary_leaves(schema: T.StructType, prefix: str = "") -> list[str]:
     """Parquet column paths of the binary fields of ``schema``, through nested structs.
@@ -56,9 +61,7 @@ def parquet_options(schema: T.StructType) -> dict[str, str]:
 
 def _java_strings(spark: SparkSession, values: Sequence[str]) -> object:
     """A Java String[] for a Py4J call."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    array = spark.sparkContext._gateway.new_array(jvm.java.lang.String, len(values))
+    array = spark.sparkContext._gateway.new_array(jvm_class(spark, "java.lang.String"), len(values))
     for i, value in enumerate(values):
         array[i] = value
     return array
@@ -68,10 +71,8 @@ def write_batch(
     spark: SparkSession, df: DataFrame, path: str, batch_id: int, partition_by: Sequence[str]
 ) -> None:
     """Write ``df`` as micro-batch ``batch_id`` of the Parquet folder ``path`` (idempotent)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
     options = [text for pair in parquet_options(df.schema).items() for text in pair]
-    jvm.org.fink.broker.ExactlyOnceParquet.addBatch(
+    jvm_class(spark, EXACTLY_ONCE).addBatch(
         spark._jsparkSession,
         path,
         _java_strings(spark, list(partition_by)),
@@ -84,11 +85,7 @@ def write_batch(
 def committed(spark: SparkSession, path: str, batch_id: int) -> bool:
     """Whether the folder ``path`` already committed micro-batch ``batch_id`` (a replay
     after a crash): :func:`write_batch` would then write nothing."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    return bool(
-        jvm.org.fink.broker.ExactlyOnceParquet.committed(spark._jsparkSession, path, int(batch_id))
-    )
+    return bool(jvm_class(spark, EXACTLY_ONCE).committed(spark._jsparkSession, path, int(batch_id)))
 
 
 def commit_empty(spark: SparkSession, path: str, batch_id: int) -> None:
@@ -97,9 +94,7 @@ def commit_empty(spark: SparkSession, path: str, batch_id: int) -> None:
     The same log entry as :func:`write_batch` of an empty frame (idempotent too), without
     running a Spark job to write nothing.
     """
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    jvm.org.fink.broker.ExactlyOnceParquet.commitEmpty(spark._jsparkSession, path, int(batch_id))
+    jvm_class(spark, EXACTLY_ONCE).commitEmpty(spark._jsparkSession, path, int(batch_id))
 
 
 def read_archive(spark: SparkSession, path: str) -> DataFrame:

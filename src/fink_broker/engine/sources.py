@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fink_broker.engine.session import jvm_class
 from fink_broker.engine.triggers import trigger_kwargs
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,7 @@ class BatchFiles:
         Read from the file scan in the micro-batch's plan (``MicroBatchFiles``, infra/java),
         without a Spark job; only a plan without a file scan costs a distinct over the rows.
         """
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        planned = jvm.org.fink.broker.MicroBatchFiles.of(paths._jdf)
+        planned = jvm_class(self.spark, "org.fink.broker.MicroBatchFiles").of(paths._jdf)
         if planned is not None:
             return {str(path): int(size) for path, size in planned.items()}
         log.warning("no file scan in the micro-batch plan: listing its files with a Spark job")
