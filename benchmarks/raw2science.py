@@ -9,9 +9,10 @@ through every module):
       module function called directly on pandas frames of the same alerts,
   (c) their ratio.
 The first pair of runs is reported as "cold" (the session's first Python workers, catalogue
-indexes built, JVM code not yet compiled); then --rounds pairs give the "warm" figure, the
-median of the per-pair differences, which is what a long-running raw2science pays per night
-of alerts.
+indexes built, JVM code not yet compiled); --warmup-pairs more pairs are run and not counted
+(the JIT is still compiling: after five pairs it spent 1.2 CPU-s per run with modules on
+ZTF, twice as much as without), then --rounds pairs give the "warm" figure, the median of
+the per-pair differences, which is what a long-running raw2science pays per night of alerts.
 
     .venv/bin/python benchmarks/raw2science.py --survey ztf --nalerts 20000
 """
@@ -90,6 +91,9 @@ def main() -> int:
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
     parser.add_argument("--nalerts", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5, help="warm no-cuts run pairs")
+    parser.add_argument(
+        "--warmup-pairs", type=int, default=5, help="no-cuts run pairs before the warm ones"
+    )
     add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     args = parser.parse_args()
@@ -157,6 +161,10 @@ def main() -> int:
     cold = {label: run(label) for label in ("no cuts, --noscience", "no cuts")}
     print(f"{args.survey}: default quality cuts")
     run("default cuts")
+    for i in range(args.warmup_pairs):
+        print(f"{args.survey}: warm-up pair {i + 1}/{args.warmup_pairs} (not counted)")
+        for label in ("no cuts, --noscience", "no cuts"):
+            run(label)
     warm: dict[str, list[float]] = {"no cuts, --noscience": [], "no cuts": []}
     for i in range(args.rounds):
         print(f"{args.survey}: warm round {i + 1}/{args.rounds}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from fink_broker.config import load_settings
 from fink_broker.engine.decode import archive_columns, decode
@@ -17,6 +18,7 @@ from fink_broker.engine.modules import (
     FailureCounters,
     ModuleRunner,
     external_inputs,
+    modules_column,
 )
 from fink_broker.engine.sinks import write_batch
 from fink_broker.lake import Lake
@@ -216,3 +218,29 @@ def test_batch_counts_in_one_pass_and_on_a_replayed_batch(spark, datasim, tmp_pa
         first["detail"]["cut"],
     )
     assert sum(first["detail"]["cut"].values()) >= 50 - len(expected["ztf"])
+
+
+def test_session_failure_counters_are_shared_and_count_each_run(spark):
+    """A query started again in the same session reuses its module counters (and so its
+    science expressions); each run still counts only its own failures, through Spark tasks."""
+
+    @science_module(name="boom", version="0.1", inputs=["x"], outputs=[("y", "double")])
+    def boom(df: pd.DataFrame) -> pd.DataFrame:
+        raise ZeroDivisionError("bad batch")
+
+    @science_module(name="ok", version="0.1", inputs=["x"], outputs=[("z", "double")])
+    def ok(df: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"z": df["x"] * 2.0}, index=df.index)
+
+    counters = FailureCounters.of_session(spark, [boom, ok])
+    assert FailureCounters.of_session(spark, [boom, ok]) is counters
+    assert FailureCounters.of_session(spark, [ok]) is not counters
+    frame = spark.createDataFrame(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0]})).repartition(2)
+    for _run in range(2):
+        before = counters.snapshot()
+        shared = FailureCounters.of_session(spark, [boom, ok])
+        column = modules_column([boom, ok], {"x": F.col("x")}, FailurePolicy.NULL_AND_COUNT, shared)
+        rows = frame.select(column.alias("m")).select("m.*").collect()
+        assert sorted(r["z"] for r in rows) == [2.0, 4.0, 6.0, 8.0, 10.0]
+        assert {r["y"] for r in rows} == {None}
+        assert counters.since(before) == {"boom": 5}

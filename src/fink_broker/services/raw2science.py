@@ -230,6 +230,23 @@ def science_frame(
     return kept.select(*plan.final)
 
 
+def _cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
+    """The aggregates a batch observes: rows in, rows kept, rows removed by each cut."""
+    flags = cut_flags(schema, cuts)
+    return [
+        F.count(F.lit(1)).alias("_in"),
+        F.sum(passes_all(cuts, schema).cast("int")).alias("_kept"),
+        *[
+            F.sum((~flag).cast("int")).alias(cut.name)
+            for cut, flag in zip(cuts, flags, strict=True)
+        ],
+    ]
+
+
+#: the observed counts by (raw schema, cuts), shared by the writers of a process
+_COUNTS = BuiltColumns[list[Column]](capacity=4)
+
+
 class ScienceBatchWriter:
     """The ``foreachBatch`` body: count cuts, build the science rows, write, log."""
 
@@ -241,27 +258,22 @@ class ScienceBatchWriter:
         self.policy = FailurePolicy(settings.raw2science.failure_policy)
         self.lake = Lake(settings.paths.root, survey)
         self.metrics = MetricsLog(settings, SERVICE)
-        self.failures = FailureCounters(spark, self.modules)
-        #: the observed counts (rows in, kept, removed by each cut), built once per schema
-        self._counts = BuiltColumns[list[Column]](capacity=4)
-
-    def _count(self, schema: T.StructType) -> list[Column]:
-        flags = cut_flags(schema, self.cuts)
-        return [
-            F.count(F.lit(1)).alias("_in"),
-            F.sum(passes_all(self.cuts, schema).cast("int")).alias("_kept"),
-            *[
-                F.sum((~flag).cast("int")).alias(cut.name)
-                for cut, flag in zip(self.cuts, flags, strict=True)
-            ],
-        ]
+        self.failures = FailureCounters.of_session(spark, self.modules)
+        #: tasks that run the modules: one per core. A file-source batch has one task per
+        #: file split, and each Python task pays a fixed cost (worker hand-shake, the UDF
+        #: and its Arrow stream set up, a JVM-Python round trip not overlapped with other
+        #: work): on 20,000 ZTF alerts in 8 raw files, the modules' job took ~0.36 s less
+        #: wall time with 2 tasks than with 8, the alert write no different either way.
+        self.tasks = spark.sparkContext.defaultParallelism
 
     def __call__(self, batch: DataFrame, batch_id: int, *, separate: bool = True) -> None:
         """Write the science rows of ``batch`` (``separate``: see :func:`science_frame`)."""
         start = time.monotonic()
         failed_before = self.failures.snapshot()
         schema = batch.schema
-        count_columns = self._counts.get(schema.json(), functools.partial(self._count, schema))
+        count_columns = _COUNTS.get(
+            (schema.json(), tuple(self.cuts)), functools.partial(_cut_counts, schema, self.cuts)
+        )
         if committed(self.spark, self.lake.science, batch_id):
             # replayed after a crash that followed the write: nothing is written, so
             # nothing is observed; the cut columns alone are read (column pruning)
@@ -269,7 +281,9 @@ class ScienceBatchWriter:
         else:
             # one pass: the write observes the counts of every raw row before the cuts
             observation = Observation(f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}")
-            watched = batch.observe(observation, *count_columns)
+            # the modules' read (a second one, or else the whole pass) in one task per core
+            module_source = batch.coalesce(self.tasks)
+            watched = (batch if separate else module_source).observe(observation, *count_columns)
             science = science_frame(
                 watched,
                 self.survey,
@@ -278,7 +292,7 @@ class ScienceBatchWriter:
                 self.policy,
                 self.failures,
                 separate=separate,
-                module_source=batch,
+                module_source=module_source,
             )
             write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
             counts = observation.get
