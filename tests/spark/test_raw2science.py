@@ -179,7 +179,9 @@ def test_noscience_applies_cuts_only(spark, datasim, tmp_path):
     assert {r[0] for r in science.select("fink_science_modules").collect()} == {"no-science"}
 
 
-def test_failing_module_is_nulled_and_counted(spark):
+def _boom_and_ok():
+    """Two modules on ``x``: ``boom`` always raises, ``ok`` doubles it."""
+
     @science_module(name="boom", version="0.1", inputs=["x"], outputs=[("y", "double")])
     def boom(df: pd.DataFrame) -> pd.DataFrame:
         raise ZeroDivisionError("bad batch")
@@ -188,6 +190,11 @@ def test_failing_module_is_nulled_and_counted(spark):
     def ok(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"z": df["x"] * 2.0}, index=df.index)
 
+    return boom, ok
+
+
+def test_failing_module_is_nulled_and_counted(spark):
+    boom, ok = _boom_and_ok()
     counters = FailureCounters(spark, [boom, ok])
     runner = ModuleRunner((boom, ok), FailurePolicy.NULL_AND_COUNT, counters)
     out = runner(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
@@ -224,14 +231,7 @@ def test_session_failure_counters_are_shared_and_count_each_run(spark):
     """A query started again in the same session reuses its module counters (and so its
     science expressions); each run still counts only its own failures, through Spark tasks."""
 
-    @science_module(name="boom", version="0.1", inputs=["x"], outputs=[("y", "double")])
-    def boom(df: pd.DataFrame) -> pd.DataFrame:
-        raise ZeroDivisionError("bad batch")
-
-    @science_module(name="ok", version="0.1", inputs=["x"], outputs=[("z", "double")])
-    def ok(df: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({"z": df["x"] * 2.0}, index=df.index)
-
+    boom, ok = _boom_and_ok()
     counters = FailureCounters.of_session(spark, [boom, ok])
     assert FailureCounters.of_session(spark, [boom, ok]) is counters
     assert FailureCounters.of_session(spark, [ok]) is not counters
