@@ -23,7 +23,6 @@ import copy
 import json
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
 from benchmarks.stream2raw import free_port  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
@@ -225,9 +225,10 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=300, help="API requests per kind")
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
+    add_keep_option(parser)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-archive-"))
+    tmp = scratch_folder("fink-bench-archive-", args.keep)
     zookeeper, master, regionserver, thrift = (free_port() for _ in range(4))
     settings = load_settings(
         None,

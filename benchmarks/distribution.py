@@ -27,7 +27,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
 from benchmarks.stream2raw import (  # noqa: E402
     add_spark_conf_option,
     free_port,
@@ -245,9 +245,10 @@ def main() -> int:
     parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
     add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
+    add_keep_option(parser)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-dist-"))
+    tmp = scratch_folder("fink-bench-dist-", args.keep)
     port, controller = free_port(), free_port()
     topic = f"bench_{args.survey}"
     base = {

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from benchmarks.distribution import JvmCompilations  # noqa: E402
+from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
 from benchmarks.stream2raw import (  # noqa: E402
     add_spark_conf_option,
     free_port,
@@ -96,9 +96,10 @@ def main() -> int:
     )
     add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
+    add_keep_option(parser)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-r2s-"))
+    tmp = scratch_folder("fink-bench-r2s-", args.keep)
     port, controller = free_port(), free_port()
     overrides = {
         "paths.root": str(tmp / "lake"),

@@ -22,7 +22,6 @@ import shutil
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
+
+from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
@@ -198,9 +200,10 @@ def main() -> int:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--warm-rounds", type=int, default=2, help="drains after the first")
+    add_keep_option(parser)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="fink-bench-"))
+    tmp = scratch_folder("fink-bench-", args.keep)
     port, controller = free_port(), free_port()
     settings: Settings = load_settings(
         None,
