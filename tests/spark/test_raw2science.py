@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from fink_broker.config import load_settings
 from fink_broker.engine.decode import archive_columns, decode
@@ -244,3 +245,42 @@ def test_session_failure_counters_are_shared_and_count_each_run(spark):
         assert sorted(r["z"] for r in rows) == [2.0, 4.0, 6.0, 8.0, 10.0]
         assert {r["y"] for r in rows} == {None}
         assert counters.since(before) == {"boom": 5}
+
+
+def _leaf_fields(kind: T.DataType) -> int:
+    """Number of leaf fields of a Spark type, through structs and arrays."""
+    if isinstance(kind, T.StructType):
+        return sum(_leaf_fields(f.dataType) for f in kind.fields)
+    if isinstance(kind, T.ArrayType):
+        return _leaf_fields(kind.elementType)
+    return 1
+
+
+@pytest.mark.parametrize("survey", ["ztf", "rubin"])
+def test_modules_read_only_the_alert_fields_they_use(spark, lake_settings, survey):
+    """The modules' read of the alerts is pruned to the fields of their inputs and of the
+    cuts. A lambda over whole history elements, or a struct handed whole from one select to
+    the next, made Spark read every field of ``prv_candidates``/``prvDiaSources`` and of
+    ``candidate``/``diaSource``: the largest part of what the modules cost Rubin alerts."""
+    settings, _ = lake_settings
+    raw = spark.read.parquet(Lake(settings.paths.root, survey).raw)
+    modules = raw2science.selected_modules(settings, survey)
+    cuts = raw2science.quality_cuts(settings, survey)
+    science = raw2science.science_frame(raw, survey, cuts, modules, "null_and_count")
+    plan = science._jdf.queryExecution().sparkPlan()
+    leaves = plan.collectLeaves()
+    schemas = [
+        T.StructType.fromJson(json.loads(leaves.apply(i).requiredSchema().json()))
+        for i in range(leaves.length())
+    ]
+    module_reads = [s for s in schemas if not any(n.startswith("cutout") for n in s.names)]
+    assert len(module_reads) == 1, [s.names for s in schemas]
+    read = module_reads[0]
+    history, alert = {
+        "ztf": ("prv_candidates", "candidate"),
+        "rubin": ("prvDiaSources", "diaSource"),
+    }[survey]
+    for name in (history, alert):
+        assert name in read.names
+        kept, full = _leaf_fields(read[name].dataType), _leaf_fields(raw.schema[name].dataType)
+        assert kept <= full // 4, (name, kept, full)

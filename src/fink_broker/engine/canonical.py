@@ -78,9 +78,13 @@ class Scope:
     #: the lambda variable of a list element; None for top-level columns
     element: Column | None = None
     absent: set[str] = field(default_factory=set, compare=False)
+    #: when set, collects every path looked up (see :func:`_read_fields`)
+    touched: set[str] | None = field(default=None, compare=False)
 
     def find(self, path: str) -> tuple[Column, T.DataType] | None:
         """The column at ``path`` and its type, or None when the schema has no such path."""
+        if self.touched is not None:
+            self.touched.add(path)
         kind: T.DataType = self.schema
         column = self.element
         for part in path.split("."):
@@ -297,6 +301,35 @@ def _epoch_fields(
     }
 
 
+def _read_fields(
+    item_type: T.StructType, lambdas: Sequence[Callable[[Column, set[str]], Column]]
+) -> list[str] | None:
+    """The top-level fields of a list element that ``lambdas`` read, in schema order, or
+    None when they read them all (nothing to prune)."""
+    touched: set[str] = set()
+    for build in lambdas:
+        build(F.col("_probe"), touched)
+    tops = {path.split(".")[0] for path in touched}
+    read = [n for n in item_type.names if n in tops]
+    return read if read and len(read) < len(item_type.names) else None
+
+
+def _read_only(
+    items: Column, item_type: T.StructType, names: Sequence[str]
+) -> tuple[Column, T.StructType]:
+    """The array of structs ``items`` with only the fields ``names`` (all nullable), and
+    the type of its elements.
+
+    Spark prunes nested fields that an expression reads by name (``list.field``), but a
+    lambda over whole elements (``transform``, ``filter``) makes it read every field of
+    every element: for Rubin's ``prvDiaSources``, ~100 fields instead of the handful a
+    history needs. Zipping the fields' arrays gives the same elements, pruned.
+    """
+    pruned = T.StructType([T.StructField(n, item_type[n].dataType, True) for n in names])
+    zipped = F.arrays_zip(*[items.getField(n) for n in names])
+    return zipped.cast(T.ArrayType(pruned, True)), pruned
+
+
 def _epoch_array(
     epochs: Epochs, members: Mapping[str, tuple[History, str | None]], scope: Scope
 ) -> Column | None:
@@ -317,8 +350,8 @@ def _epoch_array(
         items, list_type = found
         item_type = list_type.elementType
 
-        def keep(x: Column) -> Column:
-            item = Scope(item_type, x, scope.absent)
+        def keep(x: Column, touched: set[str] | None = None) -> Column:
+            item = Scope(item_type, x, scope.absent, touched)
             condition = item.value(epochs.time).isNotNull()
             if epochs.require is not None:
                 condition = condition & item.value(epochs.require).isNotNull()
@@ -326,14 +359,20 @@ def _epoch_array(
                 condition = condition & item.value(epochs.require_null).isNull()
             return condition
 
-        def entry(x: Column) -> Column:
-            item = Scope(item_type, x, scope.absent)
+        def entry(x: Column, touched: set[str] | None = None) -> Column:
+            item = Scope(item_type, x, scope.absent, touched)
             values = [_build(h.item, item, e).alias(n) for n, (h, e) in members.items()]
             return F.struct(item.value(epochs.time).cast("double").alias(_TIME), *values)
 
+        # the fields the lambdas read, as an array of their own (``_read_only``)
+        read = _read_fields(item_type, [keep, entry])
+        if read is not None:
+            items, item_type = _read_only(items, item_type, read)
+            list_type = T.ArrayType(item_type, True)
         # a null list is an empty history, as ``get_path(...) or ()`` in Python
         present = F.coalesce(items, F.array().cast(list_type))
-        parts.append(F.transform(F.filter(present, keep), entry))
+        # one-argument lambdas: Spark passes the element index to a second parameter
+        parts.append(F.transform(F.filter(present, lambda x: keep(x)), lambda x: entry(x)))
     if epochs.current_time is not None:
         now = scope.value(epochs.current_time).cast("double")
         values = [_build(h.current or Const(), scope, e).alias(n) for n, (h, e) in members.items()]
@@ -381,6 +420,8 @@ class StagedColumns:
 
     stage: dict[str, Column]
     columns: dict[str, Column]
+    #: the names of ``columns`` that read ``stage`` (the others read the raw fields)
+    from_stage: frozenset[str] = frozenset()
 
     def stage_select(self) -> list[Column]:
         """The ``stage`` columns, aliased to their names, for the first ``select``."""
@@ -414,7 +455,7 @@ def _table_staged(
     names = _names(columns)
     key = (schema.json(), _survey_name(survey), tuple(names), staged)
     built = _BUILT.get(key, lambda: _table_columns(schema, survey, names, staged))
-    return StagedColumns(dict(built.stage), dict(built.columns))
+    return StagedColumns(dict(built.stage), dict(built.columns), built.from_stage)
 
 
 def _table_columns(
@@ -432,6 +473,7 @@ def _table_columns(
             groups.setdefault(transform.epochs, {})[name] = transform
     histories: dict[str, Column] = {}
     stage: dict[str, Column] = {}
+    from_stage: set[str] = set()
     for epochs, members in groups.items():
         typed = {n: (h, canonical_spec(n).element_dtype) for n, h in members.items()}
         ordered = _epoch_array(epochs, typed, scope) if staged else None
@@ -441,6 +483,7 @@ def _table_columns(
         name = f"{STAGE_PREFIX}{len(stage)}"
         stage[name] = ordered
         histories.update(_epoch_fields(F.col(name), typed))
+        from_stage.update(members)
     out = {
         n: histories[n] if n in histories else _build(table[n], scope, canonical_spec(n).dtype)
         for n in names
@@ -448,7 +491,7 @@ def _table_columns(
     if scope.absent:
         absent = ", ".join(sorted(scope.absent))
         log.info("%s canonical columns: absent fields read as null: %s", table_name, absent)
-    return StagedColumns(stage, out)
+    return StagedColumns(stage, out, frozenset(from_stage))
 
 
 def _marked(schema: T.StructType, survey: str | Any) -> dict[str, str]:
@@ -493,6 +536,7 @@ def _canonical(
     return StagedColumns(
         computed.stage,
         {n: _top(marked[n]) if n in marked else computed.columns[n] for n in names},
+        computed.from_stage - set(marked),
     )
 
 

@@ -151,10 +151,27 @@ def _science_plan(
         inputs = dict(canonical.columns)
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
         udf = modules_column(modules, inputs, policy, failures)
+        # The modules' own read computes the inputs that read raw fields in the stage's
+        # select too: Spark does not merge that select into the UDF's (the stage's sorted
+        # epochs feed several inputs), so an input read there, ``diaSource.ra``, kept the
+        # whole struct in the stage's output and Spark read all of Rubin's ~100 fields.
+        hidden = {
+            n: f"__fink_input_{i}" for i, n in enumerate(inputs) if n not in canonical.from_stage
+        }
+        read_inputs = {n: F.col(hidden[n]) if n in hidden else c for n, c in inputs.items()}
         # every raw column, of which Spark's column pruning reads only what the UDF needs
         side = _ModuleSide(
-            staged=[*raw_columns, now().alias("processing_start"), *canonical.stage_select()],
-            enriched=[*key, F.col("processing_start"), udf.alias("_fink")],
+            staged=[
+                *raw_columns,
+                now().alias("processing_start"),
+                *canonical.stage_select(),
+                *[inputs[n].alias(h) for n, h in hidden.items()],
+            ],
+            enriched=[
+                *key,
+                F.col("processing_start"),
+                modules_column(modules, read_inputs, policy, failures).alias("_fink"),
+            ],
             one_pass=[*raw_columns, F.col("processing_start"), udf.alias("_fink")],
         )
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
