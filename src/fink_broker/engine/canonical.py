@@ -316,18 +316,19 @@ def _read_fields(
 
 def _read_only(
     items: Column, item_type: T.StructType, names: Sequence[str]
-) -> tuple[Column, T.StructType]:
+) -> tuple[Column, T.ArrayType]:
     """The array of structs ``items`` with only the fields ``names`` (all nullable), and
-    the type of its elements.
+    its type.
 
     Spark prunes nested fields that an expression reads by name (``list.field``), but a
     lambda over whole elements (``transform``, ``filter``) makes it read every field of
     every element: for Rubin's ``prvDiaSources``, ~100 fields instead of the handful a
     history needs. Zipping the fields' arrays gives the same elements, pruned.
     """
-    pruned = T.StructType([T.StructField(n, item_type[n].dataType, True) for n in names])
-    zipped = F.arrays_zip(*[items.getField(n) for n in names])
-    return zipped.cast(T.ArrayType(pruned, True)), pruned
+    pruned = T.ArrayType(
+        T.StructType([T.StructField(n, item_type[n].dataType, True) for n in names]), True
+    )
+    return F.arrays_zip(*[items.getField(n) for n in names]).cast(pruned), pruned
 
 
 def _epoch_array(
@@ -367,8 +368,8 @@ def _epoch_array(
         # the fields the lambdas read, as an array of their own (``_read_only``)
         read = _read_fields(item_type, [keep, entry])
         if read is not None:
-            items, item_type = _read_only(items, item_type, read)
-            list_type = T.ArrayType(item_type, True)
+            items, list_type = _read_only(items, item_type, read)
+            item_type = list_type.elementType
         # a null list is an empty history, as ``get_path(...) or ()`` in Python
         present = F.coalesce(items, F.array().cast(list_type))
         # one-argument lambdas: Spark passes the element index to a second parameter

@@ -108,8 +108,8 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         .config("spark.sql.ui.explainMode", "simple")
         # the archives in zstd rather than Spark's snappy: Rubin's cutouts are uncompressed
         # FITS. 20,000 Rubin alerts rewritten on local[2]: 645 MB instead of 1.3 GB, written in
-        # the same time (6.9 s against 7.8 s, medians of 3), read back faster (2.5 s against
-        # 3.3 s); stream2raw drains at the same rate (1,612 against 1,687 alerts/s, noise)
+        # about the same time (6.9-7.7 s against 7.4-7.8 s, two runs), read back faster (2.5 s
+        # against 3.3 s); stream2raw drains at the same rate (1,612 against 1,687 alerts/s)
         .config("spark.sql.parquet.compression.codec", "zstd")
         # night=20200101 stays the string it was written as, not an integer
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")

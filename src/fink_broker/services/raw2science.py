@@ -150,15 +150,15 @@ def _science_plan(
         canonical = canonical_staged(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
         inputs = dict(canonical.columns)
         inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
-        udf = modules_column(modules, inputs, policy, failures)
-        # The modules' own read computes the inputs that read raw fields in the stage's
-        # select too: Spark does not merge that select into the UDF's (the stage's sorted
-        # epochs feed several inputs), so an input read there, ``diaSource.ra``, kept the
-        # whole struct in the stage's output and Spark read all of Rubin's ~100 fields.
+        # The inputs that read raw fields are computed in the stage's select too: Spark does
+        # not merge that select into the UDF's (the stage's sorted epochs feed several
+        # inputs), so an input read in the UDF's, ``diaSource.ra``, kept the whole struct in
+        # the stage's output and Spark read all of Rubin's ~100 fields.
         hidden = {
             n: f"__fink_input_{i}" for i, n in enumerate(inputs) if n not in canonical.from_stage
         }
         read_inputs = {n: F.col(hidden[n]) if n in hidden else c for n, c in inputs.items()}
+        udf = modules_column(modules, read_inputs, policy, failures)
         # every raw column, of which Spark's column pruning reads only what the UDF needs
         side = _ModuleSide(
             staged=[
@@ -167,11 +167,7 @@ def _science_plan(
                 *canonical.stage_select(),
                 *[inputs[n].alias(h) for n, h in hidden.items()],
             ],
-            enriched=[
-                *key,
-                F.col("processing_start"),
-                modules_column(modules, read_inputs, policy, failures).alias("_fink"),
-            ],
+            enriched=[*key, F.col("processing_start"), udf.alias("_fink")],
             one_pass=[*raw_columns, F.col("processing_start"), udf.alias("_fink")],
         )
         added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
