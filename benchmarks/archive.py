@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
+from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 from benchmarks.stream2raw import free_port  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
@@ -234,9 +234,7 @@ def main() -> int:
         None,
         env={},
         overrides={
-            "paths.root": str(tmp / "lake"),
-            "paths.state_dir": str(tmp / "state"),
-            "paths.jar_cache": str(REPO / "jvm-cache"),
+            **scratch_paths(tmp, REPO),
             "stream2raw.survey": args.survey,
             "raw2science.trigger": "availableNow",
             "raw2science.ztf_rb_min": 0.0,

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
+from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 from benchmarks.stream2raw import (  # noqa: E402
     add_spark_conf_option,
     free_port,
@@ -252,9 +252,7 @@ def main() -> int:
     port, controller = free_port(), free_port()
     topic = f"bench_{args.survey}"
     base = {
-        "paths.root": str(tmp / "lake"),
-        "paths.state_dir": str(tmp / "state"),
-        "paths.jar_cache": str(REPO / "jvm-cache"),
+        **scratch_paths(tmp, REPO),
         "local_kafka.port": port,
         "local_kafka.controller_port": controller,
         "kafka.bootstrap_servers": f"127.0.0.1:{port}",

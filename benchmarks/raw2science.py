@@ -6,13 +6,15 @@ through every module):
   (a) the time the science modules add under Spark: a no-cuts run minus a --noscience run
       of the same archive (raw Parquet -> cuts -> all built-in modules -> Parquet), on local[2],
   (b) the bare-Python rate of the same work on one core: cuts, canonical columns and every
-      module function called directly on pandas frames of the same alerts,
-  (c) their ratio.
+      module function called directly on pandas frames of the same alerts, timed once per
+      round right after that round's Spark pair,
+  (c) their ratio, per round and its median.
 The first pair of runs is reported as "cold" (the session's first Python workers, catalogue
 indexes built, JVM code not yet compiled); --warmup-pairs more pairs are run and not counted
 (the JIT is still compiling: after five pairs it spent 1.2 CPU-s per run with modules on
-ZTF, twice as much as without), then --rounds pairs give the "warm" figure, the median of
-the per-pair differences, which is what a long-running raw2science pays per night of alerts.
+ZTF, twice as much as without), then --rounds rounds give the "warm" figure, the median
+of the per-round differences and ratios, which is what a long-running raw2science pays per
+night of alerts.
 
     .venv/bin/python benchmarks/raw2science.py --survey ztf --nalerts 20000
 """
@@ -32,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from benchmarks.distribution import JvmCompilations  # noqa: E402
-from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
+from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 from benchmarks.stream2raw import (  # noqa: E402
     add_spark_conf_option,
     free_port,
@@ -49,28 +51,48 @@ from fink_broker.surveys.base import iter_alert_files, read_alert_file  # noqa: 
 from fink_broker.surveys.fields import canonical_frame, evaluate_cuts  # noqa: E402
 
 
-def bare_python_rate(settings: Settings, survey: str, n: int, folder: Path) -> tuple[float, int]:
-    """Alerts/s of cuts + canonical columns + every module on pandas, and alerts kept."""
-    from fink_broker.engine.modules import external_inputs
-    from fink_broker.services.raw2science import quality_cuts, selected_modules
+class BarePython:
+    """Cuts, canonical columns and every module on pandas frames of the alerts, on one core.
 
-    adapter = get_adapter(survey)
-    base = [read_alert_file(f)[0] for f in iter_alert_files(folder)]
-    records = [adapter.with_fresh_ids(base[i % len(base)], i // len(base)) for i in range(n)]
-    modules = selected_modules(settings, survey)
-    # the canonical inputs: module outputs that other modules read come from the join below
-    names = external_inputs(modules)
-    # warm-up: catalogue indexes are built once per process, as in a Spark worker
-    warm = canonical_frame(records[:50], survey, names)
-    for m in modules:
-        warm = warm.join(run_module(m, warm[list(m.inputs)]))
-    t0 = time.perf_counter()
-    flags = evaluate_cuts(quality_cuts(settings, survey), records)
-    kept = [r for r, ok in zip(records, flags["passed_all"], strict=True) if ok]
-    frame = canonical_frame(kept, survey, names)
-    for m in modules:
-        frame = frame.join(run_module(m, frame[list(m.inputs)]))
-    return n / (time.perf_counter() - t0), len(kept)
+    Built once (alerts with fresh ids, catalogue indexes warmed up as in a Spark worker),
+    then timed once per warm round, next to that round's Spark pair: the machine's speed
+    drifts over a run by more than the difference being measured (one bare run after the
+    Spark rounds read 25,000 to 31,000 Rubin alerts/s on different runs of this benchmark).
+    """
+
+    def __init__(self, settings: Settings, survey: str, n: int, folder: Path) -> None:
+        from fink_broker.engine.modules import external_inputs
+        from fink_broker.services.raw2science import quality_cuts, selected_modules
+
+        adapter = get_adapter(survey)
+        base = [read_alert_file(f)[0] for f in iter_alert_files(folder)]
+        self.survey = survey
+        self.records = [
+            adapter.with_fresh_ids(base[i % len(base)], i // len(base)) for i in range(n)
+        ]
+        self.cuts = quality_cuts(settings, survey)
+        self.modules = selected_modules(settings, survey)
+        # the canonical inputs: module outputs that other modules read come from the join
+        self.names = external_inputs(self.modules)
+        self._run(self.records[:50])
+
+    def _run(self, records: list[dict]) -> int:
+        flags = evaluate_cuts(self.cuts, records)
+        kept = [r for r, ok in zip(records, flags["passed_all"], strict=True) if ok]
+        frame = canonical_frame(kept, self.survey, self.names)
+        for m in self.modules:
+            frame = frame.join(run_module(m, frame[list(m.inputs)]))
+        return len(kept)
+
+    def seconds(self) -> float:
+        """Seconds of one run over all the alerts."""
+        t0 = time.perf_counter()
+        self._run(self.records)
+        return time.perf_counter() - t0
+
+
+def _listed(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def spark_rate(spark, settings: Settings, survey: str) -> tuple[float, int, float]:
@@ -102,9 +124,7 @@ def main() -> int:
     tmp = scratch_folder("fink-bench-r2s-", args.keep)
     port, controller = free_port(), free_port()
     overrides = {
-        "paths.root": str(tmp / "lake"),
-        "paths.state_dir": str(tmp / "state"),
-        "paths.jar_cache": str(REPO / "jvm-cache"),
+        **scratch_paths(tmp, REPO),
         "local_kafka.port": port,
         "local_kafka.controller_port": controller,
         "kafka.bootstrap_servers": f"127.0.0.1:{port}",
@@ -158,8 +178,15 @@ def main() -> int:
         )
         return seconds
 
+    bare = BarePython(
+        load_settings(None, env={}, overrides={**overrides, **no_cuts}),
+        args.survey,
+        args.nalerts,
+        folder,
+    )
     print(f"{args.survey}: cold pair (first runs of this session)")
     cold = {label: run(label) for label in ("no cuts, --noscience", "no cuts")}
+    cold_bare = bare.seconds()
     print(f"{args.survey}: default quality cuts")
     run("default cuts")
     for i in range(args.warmup_pairs):
@@ -167,40 +194,41 @@ def main() -> int:
         for label in ("no cuts, --noscience", "no cuts"):
             run(label)
     warm: dict[str, list[float]] = {"no cuts, --noscience": [], "no cuts": []}
+    warm_bare: list[float] = []
     for i in range(args.rounds):
         print(f"{args.survey}: warm round {i + 1}/{args.rounds}")
         for label in warm:
             warm[label].append(run(label))
-    python_rate, _kept = bare_python_rate(
-        load_settings(None, env={}, overrides={**overrides, **no_cuts}),
-        args.survey,
-        args.nalerts,
-        folder,
-    )
+        warm_bare.append(bare.seconds())
+        print(f"  bare Python, 1 core: {args.nalerts / warm_bare[-1]:,.0f} alerts/s")
     print()
-    print(f"(b) canonical columns + modules on pandas, 1 core: {python_rate:,.0f} alerts/s")
-    # a pair's runs follow each other, so they share the machine's state of the moment: the
-    # median of the per-pair differences is steadier than a difference of medians
+    rates = ", ".join(f"{args.nalerts / s:,.0f}" for s in warm_bare)
+    print(f"(b) cuts, canonical columns and modules on pandas, 1 core, per round: {rates} alerts/s")
+    # a round's runs follow each other, so they share the machine's state of the moment: the
+    # median of the per-round differences and ratios is steadier than one of medians
     pairs = [
         (cold["no cuts"], cold["no cuts, --noscience"]),
         *zip(warm["no cuts"], warm["no cuts, --noscience"], strict=True),
     ]
     added = [with_modules - without for with_modules, without in pairs]
-    warm_added = ", ".join(f"{a:.2f}" for a in added[1:])
-    print(f"modules add, per pair (s): cold {added[0]:.2f}; warm {warm_added}")
-    for name, modules_s, whole_s in (
-        ("cold", added[0], cold["no cuts"]),
+    losses = [a / b for a, b in zip(added, [cold_bare, *warm_bare], strict=True)]
+    print(f"modules add, per round (s): cold {added[0]:.2f}; warm {_listed(added[1:])}")
+    print(f"(c) loss, per round: cold {losses[0]:.2f}x; warm {_listed(losses[1:])}")
+    for name, modules_s, bare_s, loss, whole_s in (
+        ("cold", added[0], cold_bare, losses[0], cold["no cuts"]),
         (
-            f"warm, median of {args.rounds} pairs",
+            f"warm, median of {args.rounds} rounds",
             float(np.median(added[1:])),
+            float(np.median(warm_bare)),
+            float(np.median(losses[1:])),
             float(np.median(warm["no cuts"])),
         ),
     ):
         modules_rate = args.nalerts / modules_s if modules_s > 0 else float("inf")
         print(
             f"{name}: (a) modules under Spark add {modules_s:.2f} s for {args.nalerts} alerts"
-            f" = {modules_rate:,.0f} alerts/s; (c) loss (b)/(a) = {python_rate / modules_rate:.2f}x"
-            f"; whole run with modules {args.nalerts / whole_s:,.0f} alerts/s"
+            f" = {modules_rate:,.0f} alerts/s; (b) {args.nalerts / bare_s:,.0f} alerts/s"
+            f"; (c) loss {loss:.2f}x; whole run with modules {args.nalerts / whole_s:,.0f} alerts/s"
         )
     spark.stop()
     return 0

@@ -30,3 +30,13 @@ def scratch_folder(prefix: str, keep: bool) -> Path:
     else:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def scratch_paths(folder: Path, repo: Path) -> dict[str, str]:
+    """Settings overrides that keep a benchmark's data lake and run state in its scratch
+    folder, and take the JVM jars from the repository's cache."""
+    return {
+        "paths.root": str(folder / "lake"),
+        "paths.state_dir": str(folder / "state"),
+        "paths.jar_cache": str(repo / "jvm-cache"),
+    }

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scratch import add_keep_option, scratch_folder  # noqa: E402
+from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
@@ -209,9 +209,7 @@ def main() -> int:
         None,
         env={},
         overrides={
-            "paths.root": str(tmp / "lake"),
-            "paths.state_dir": str(tmp / "state"),
-            "paths.jar_cache": str(REPO / "jvm-cache"),
+            **scratch_paths(tmp, REPO),
             "local_kafka.port": port,
             "local_kafka.controller_port": controller,
             "kafka.bootstrap_servers": f"127.0.0.1:{port}",

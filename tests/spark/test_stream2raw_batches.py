@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import types as T
 
 from fink_broker.config import load_settings
-from fink_broker.engine.sinks import binary_leaves, committed, write_batch
+from fink_broker.engine.sinks import committed, leaves, write_batch
 from fink_broker.lake import Lake
 from fink_broker.services.stream2raw import RawBatchWriter
 from fink_broker.surveys import get_adapter
@@ -52,6 +52,18 @@ def test_one_pass_counts_and_a_replayed_batch_changes_nothing(spark, datasim, tm
     assert sum(metrics[0]["detail"]["quarantine_reasons"].values()) == 2
 
 
+def _column_chunks(path: str) -> list[dict[str, pq.ColumnChunkMetaData]]:
+    """The column chunks of the first row group of each Parquet file under ``path``, by
+    column path."""
+    files = sorted(Path(path).rglob("*.parquet"))
+    assert files
+    out = []
+    for file in files:
+        meta = pq.ParquetFile(file).metadata.row_group(0)
+        out.append({meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)})
+    return out
+
+
 def test_binary_columns_are_written_without_dictionary_or_statistics(spark, tmp_path):
     """Unique gzipped stamps gain nothing from a dictionary or min/max statistics; the
     other columns keep both.
@@ -67,22 +79,37 @@ def test_binary_columns_are_written_without_dictionary_or_statistics(spark, tmp_
     )
     path = str(tmp_path / "lake")
     write_batch(spark, frame, path, 0, ["night"])
-    files = sorted(Path(path).rglob("*.parquet"))
-    assert files
-    for file in files:
-        meta = pq.ParquetFile(file).metadata.row_group(0)
-        encodings = {
-            meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
-        }
+    for columns in _column_chunks(path):
+        encodings = {p: c.encodings for p, c in columns.items()}
         assert not any("DICTIONARY" in e for e in encodings["cutoutScience.stampData"]), encodings
         assert any("DICTIONARY" in e for e in encodings["cutoutScience.name"]), encodings
-        columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
         stamp, name = columns["cutoutScience.stampData"], columns["cutoutScience.name"]
         assert not (stamp.is_stats_set and stamp.statistics.has_min_max), stamp.statistics
         assert name.is_stats_set and name.statistics.has_min_max, name.statistics
 
 
-def test_binary_leaves_follow_structs_not_arrays():
+def test_floating_columns_are_written_without_dictionary(spark, tmp_path):
+    """Measured values are almost all distinct, so Fink skips the dictionary Parquet would
+    try on them; whole numbers and strings keep it.
+
+    The values here repeat, so that Parquet's own choice would be a dictionary for every
+    column: only the options that :func:`write_batch` passes can take it away.
+    """
+    rows = [(i % 3, "20240101", 1.5, "g", [(2.5, 1), (3.5, 2)]) for i in range(200)]
+    frame = spark.createDataFrame(
+        rows,
+        "fid long, night string, magpsf double, band string,"
+        " prv_candidates array<struct<jd: double, fid: int>>",
+    )
+    path = str(tmp_path / "lake")
+    write_batch(spark, frame, path, 0, ["night"])
+    for columns in _column_chunks(path):
+        encodings = {p: c.encodings for p, c in columns.items()}
+        dictionary = {p for p, names in encodings.items() if any("DICTIONARY" in n for n in names)}
+        assert dictionary == {"fid", "band", "prv_candidates.list.element.fid"}, encodings
+
+
+def test_leaves_follow_structs_and_lists_not_maps():
     schema = T.StructType(
         [
             T.StructField("id", T.LongType()),
@@ -94,6 +121,15 @@ def test_binary_leaves_follow_structs_not_arrays():
                 ),
             ),
             T.StructField("images", T.ArrayType(T.BinaryType())),
+            T.StructField("prv", T.ArrayType(T.StructType([T.StructField("jd", T.DoubleType())]))),
+            T.StructField("extra", T.MapType(T.StringType(), T.DoubleType())),
         ]
     )
-    assert binary_leaves(schema) == ["cutout", "stamp.data"]
+    assert [path for path, _ in leaves(schema)] == [
+        "id",
+        "cutout",
+        "stamp.data",
+        "stamp.name",
+        "images.list.element",
+        "prv.list.element.jd",
+    ]
