@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import typing
@@ -27,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "FINK_"
 
@@ -124,14 +127,9 @@ class Raw2ScienceSettings:
 
     #: "availableNow" processes what the raw archive holds and exits; else a processing time
     trigger: str = "10 seconds"
-    #: upper bound of raw Parquet files per micro-batch. The module values of a batch are
-    #: broadcast (0.9 kB per ZTF alert, 1.8 kB per Rubin alert): 20 files of stream2raw's
-    #: at most 2,500 alerts keep that under 100 MB
+    #: upper bound of raw Parquet files per micro-batch (stream2raw writes one per task and
+    #: micro-batch): it bounds a batch's latency and what a failed batch does again
     max_files_per_trigger: int = 20
-    #: micro-batches of at least this many MB of raw files run the modules on a second read
-    #: of the alerts, without the cutouts (see ``raw2science.science_frame``); smaller ones,
-    #: such as a live stream's, in the same pass, which is one Spark job fewer
-    separate_module_read_mb: int = 512
     #: run the quality cuts only, no science module
     noscience: bool = False
     #: science modules to run (entry-point names); empty = every installed module for the survey
@@ -334,12 +332,30 @@ def _section_types(section_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(section_cls)
 
 
+#: options that Fink no longer reads -> why: config files that ``fink init`` wrote before
+#: still load, with a warning, where an unknown option is an error
+RETIRED_OPTIONS: dict[tuple[str, str], str] = {
+    ("raw2science", "separate_module_read_mb"): (
+        "the science modules always run on a read of their own, zipped back to the alerts"
+    ),
+}
+
+
 def _apply(settings: Settings, section: str, key: str, value: Any, where: str) -> None:
     sections = _section_types(Settings)
     if section not in sections or section == "source":
         raise ConfigError(f"{where}: unknown section [{section}]")
     obj = getattr(settings, section)
     types = _section_types(type(obj))
+    if (section, key) in RETIRED_OPTIONS:
+        log.warning(
+            "%s: %s.%s is no longer used (%s); remove it",
+            where,
+            section,
+            key,
+            RETIRED_OPTIONS[section, key],
+        )
+        return
     if key not in types:
         raise ConfigError(f"{where}: unknown option {section}.{key}")
     setattr(obj, key, _coerce(value, types[key], where))

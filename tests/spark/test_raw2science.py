@@ -131,29 +131,28 @@ def same_value(want: object, got: object) -> bool:
     return bool(want == got)
 
 
-@pytest.mark.parametrize("separate", [True, False], ids=["separate", "one_pass"])
 @pytest.mark.parametrize("survey", ["ztf", "rubin"])
-def test_module_values_are_those_of_their_own_alert(
-    spark, lake_settings, datasim, survey, separate
-):
+def test_module_values_are_those_of_their_own_alert(spark, lake_settings, datasim, survey):
     """Each science row carries what the module functions compute from that alert's own
-    fields (pandas reference on the same records), whether the modules run on a second
-    read of the alerts, joined back by Kafka coordinates, where the rows queued for Python
-    must not hold the cutouts, or in the same pass."""
+    fields (pandas reference on the same records): the modules run on a second read of the
+    alerts whose rows, queued for Python, do not hold the cutouts, zipped to the alerts
+    by position, without a join, from the scan's column batches."""
     settings, _ = lake_settings
     adapter = get_adapter(survey)
     modules = raw2science.selected_modules(settings, survey)
     raw = spark.read.parquet(Lake(settings.paths.root, survey).raw)
-    science = raw2science.science_frame(
-        raw, survey, (), modules, FailurePolicy.FAIL, separate=separate
-    )
+    rows = raw2science.science_rows(raw, survey, (), modules, FailurePolicy.FAIL, tasks=2)
+    science = rows.frame
 
     lines = science._jdf.queryExecution().executedPlan().toString().splitlines()
+    assert any("Scan ExistingRDD" in line for line in lines)
+    assert not any("Join" in line for line in lines)
+    assert rows.columnar, "the zip read the alerts as rows: one more copy of each"
+    assert rows.values is not None
+    lines = rows.values._jdf.queryExecution().executedPlan().toString().splitlines()
     python = [i for i, line in enumerate(lines) if "ArrowEvalPython" in line]
     assert python, "no Python UDF in the plan"
-    queued = ["cutout" in lines[i + 1] for i in python]
-    assert not any(queued) if separate else all(queued)
-    assert any("BroadcastHashJoin" in line for line in lines) == separate
+    assert not any("cutout" in lines[i + 1] for i in python)
 
     outputs = [c.name for m in modules for c in m.outputs]
     got = science.select(adapter.alert_id, *outputs).toPandas().set_index(adapter.alert_id)
@@ -206,12 +205,16 @@ def test_failing_module_is_nulled_and_counted(spark):
         ModuleRunner((boom,), FailurePolicy.FAIL)(pd.DataFrame({"x": [1.0]}))
 
 
-def test_batch_counts_in_one_pass_and_on_a_replayed_batch(spark, datasim, tmp_path):
-    """The write observes the cut counts; a batch committed before a crash is not written
-    again, and its counts come from a read of their own, equal to the first."""
+@pytest.mark.parametrize("modules", [True, False], ids=["modules", "noscience"])
+@pytest.mark.parametrize("survey", ["ztf", "rubin"])
+def test_batch_counts_as_written_and_on_a_replayed_batch(spark, datasim, tmp_path, survey, modules):
+    """The write counts the cuts as it goes (the zip with modules, an observation without);
+    a batch committed before a crash is not written again, and its counts come from an
+    aggregation of their own, equal to the first."""
     settings, expected = make_lake(spark, datasim, tmp_path)
-    lake = Lake(settings.paths.root, "ztf")
-    writer = raw2science.ScienceBatchWriter(spark, settings, "ztf")
+    lake = Lake(settings.paths.root, survey)
+    settings.raw2science.noscience = not modules
+    writer = raw2science.ScienceBatchWriter(spark, settings, survey)
     raw = spark.read.parquet(lake.raw)
     writer(raw, 0)
     files = sorted(spark.read.parquet(lake.science).inputFiles())
@@ -219,13 +222,15 @@ def test_batch_counts_in_one_pass_and_on_a_replayed_batch(spark, datasim, tmp_pa
     assert sorted(spark.read.parquet(lake.science).inputFiles()) == files
     lines = (Path(settings.paths.state_dir) / "metrics" / "raw2science.jsonl").read_text()
     first, replayed = [json.loads(line) for line in lines.splitlines()]
-    assert (first["rows_in"], first["rows_out"]) == (50, len(expected["ztf"]))
+    n = {"ztf": 50, "rubin": 100}[survey]
+    assert (first["rows_in"], first["rows_out"]) == (n, len(expected[survey]))
     assert (replayed["rows_in"], replayed["rows_out"], replayed["detail"]["cut"]) == (
         first["rows_in"],
         first["rows_out"],
         first["detail"]["cut"],
     )
-    assert sum(first["detail"]["cut"].values()) >= 50 - len(expected["ztf"])
+    assert sum(first["detail"]["cut"].values()) >= n - len(expected[survey])
+    assert spark.read.parquet(lake.science).count() == len(expected[survey])
 
 
 def test_session_failure_counters_are_shared_and_count_each_run(spark):
@@ -266,16 +271,12 @@ def test_modules_read_only_the_alert_fields_they_use(spark, lake_settings, surve
     raw = spark.read.parquet(Lake(settings.paths.root, survey).raw)
     modules = raw2science.selected_modules(settings, survey)
     cuts = raw2science.quality_cuts(settings, survey)
-    science = raw2science.science_frame(raw, survey, cuts, modules, "null_and_count")
-    plan = science._jdf.queryExecution().sparkPlan()
-    leaves = plan.collectLeaves()
-    schemas = [
-        T.StructType.fromJson(json.loads(leaves.apply(i).requiredSchema().json()))
-        for i in range(leaves.length())
-    ]
-    module_reads = [s for s in schemas if not any(n.startswith("cutout") for n in s.names)]
-    assert len(module_reads) == 1, [s.names for s in schemas]
-    read = module_reads[0]
+    values = raw2science.science_rows(raw, survey, cuts, modules, "null_and_count").values
+    assert values is not None
+    leaves = values._jdf.queryExecution().sparkPlan().collectLeaves()
+    assert leaves.length() == 1
+    read = T.StructType.fromJson(json.loads(leaves.apply(0).requiredSchema().json()))
+    assert not any(n.startswith("cutout") for n in read.names), read.names
     history, alert = {
         "ztf": ("prv_candidates", "candidate"),
         "rubin": ("prvDiaSources", "diaSource"),

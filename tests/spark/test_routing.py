@@ -21,13 +21,13 @@ pytestmark = pytest.mark.spark
 def test_routed_messages_are_the_passing_filters_and_explode_is_compiled(spark, datasim, survey):
     settings = Settings()
     records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)]
-    science = raw2science.science_frame(
+    science = raw2science.science_rows(
         archive(spark, survey, records),
         survey,
         cuts=(),
         modules=raw2science.selected_modules(settings, survey),
         policy=FailurePolicy.FAIL,
-    ).cache()
+    ).frame.cache()
     filters = distribution.selected_filters(settings, survey)
     messages = distribution.routed(spark, science, survey, filters)
 

@@ -11,7 +11,8 @@ import pytest
 from pyspark.sql import types as T
 
 from fink_broker.config import load_settings
-from fink_broker.engine.sinks import _java_strings, committed, leaves, write_batch
+from fink_broker.engine.session import java_strings
+from fink_broker.engine.sinks import committed, leaves, write_batch
 from fink_broker.lake import Lake
 from fink_broker.services.stream2raw import RawBatchWriter
 from fink_broker.surveys import get_adapter
@@ -137,7 +138,7 @@ def test_leaves_follow_structs_and_lists_not_maps():
 
 def test_java_strings_arrive_whole_and_in_order(spark):
     values = ["parquet.enable.dictionary#candidate.jd", "false", "", "night"]
-    assert list(_java_strings(spark, values)) == values
-    assert list(_java_strings(spark, [])) == []
+    assert list(java_strings(spark, values)) == values
+    assert list(java_strings(spark, [])) == []
     with pytest.raises(ValueError, match="newline"):
-        _java_strings(spark, ["two\nlines"])
+        java_strings(spark, ["two\nlines"])

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from fink_broker.engine.session import jvm_class
+from fink_broker.engine.session import java_strings, jvm_class
 
 #: Fink's Java driver of Spark's streaming file sink (infra/java)
 EXACTLY_ONCE = "org.fink.broker.ExactlyOnceParquet"
@@ -72,20 +72,6 @@ def parquet_options(schema: T.StructType) -> dict[str, str]:
     }
 
 
-def _java_strings(spark: SparkSession, values: Sequence[str]) -> object:
-    """A Java String[] for a Py4J call, made in two calls whatever its length.
-
-    Py4J sets an array's elements one round trip each: the ~450 strings of a survey's
-    per-column writer options took 127 ms per write, on each micro-batch's critical path.
-    The values travel as one newline-joined string, split on the JVM (2 ms).
-    """
-    if not values:
-        return spark.sparkContext._gateway.new_array(jvm_class(spark, "java.lang.String"), 0)
-    if any("\n" in value for value in values):
-        raise ValueError(f"a newline in a value for the JVM: {values}")
-    return jvm_class(spark, "java.util.regex.Pattern").compile("\n").split("\n".join(values), -1)
-
-
 def write_batch(
     spark: SparkSession, df: DataFrame, path: str, batch_id: int, partition_by: Sequence[str]
 ) -> None:
@@ -94,10 +80,10 @@ def write_batch(
     jvm_class(spark, EXACTLY_ONCE).addBatch(
         spark._jsparkSession,
         path,
-        _java_strings(spark, list(partition_by)),
+        java_strings(spark, list(partition_by)),
         int(batch_id),
         df._jdf,
-        _java_strings(spark, options),
+        java_strings(spark, options),
     )
 
 

@@ -4,8 +4,9 @@ A Spark file-source stream over the raw archive of one survey (checkpointed, so 
 file is processed once) feeds a ``foreachBatch`` the paths of its new raw files. The batch
 reads them, counts the alerts each quality cut removes, keeps those that pass every cut,
 runs every enabled science module in one Arrow UDF on a second read that holds only their
-inputs (the survey-agnostic canonical columns), joins their values back, stamps
-provenance, and writes ``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
+inputs (the survey-agnostic canonical columns), zips their values back to the alerts by
+position (``engine.positional_zip``), stamps provenance, and writes
+``science/<survey>/night=YYYYMMDD/`` exactly once (``engine.sinks``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -33,6 +34,7 @@ from fink_broker.engine.modules import (
     external_inputs,
     modules_column,
 )
+from fink_broker.engine.positional_zip import zip_by_position
 from fink_broker.engine.session import get_session, now
 from fink_broker.engine.sinks import committed, write_batch
 from fink_broker.engine.sources import BatchFiles, file_paths, upstream_stream
@@ -92,36 +94,41 @@ def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
 
 
 #: the Kafka coordinates of an alert, unique in a raw archive (stream2raw writes each message
-#: exactly once): they join the module results back to the alerts they were computed from
+#: exactly once): the zip checks each alert's module values against them
 ALERT_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
+#: the names of the alert key's copies at the end of the modules' values
+VALUES_KEY = tuple(f"__fink_key_{n}" for n in ALERT_KEY)
 
 
 @dataclass(frozen=True)
 class _ModuleSide:
-    """The two selects of the modules' read of the alerts."""
+    """The selects of the modules' read of the alerts, in the order applied."""
 
     #: the raw columns, ``processing_start`` and the canonical columns' stage (sorted
     #: epoch arrays)
     staged: list[Column]
     #: the alert key, ``processing_start`` and the modules' struct ``_fink``
     enriched: list[Column]
-    #: the raw columns, ``processing_start`` and ``_fink``: the same read as the alerts
-    one_pass: list[Column]
+    #: what the science row adds to the alert (module outputs, failures, provenance), then
+    #: the alert key (``VALUES_KEY``)
+    values: list[Column]
 
 
 @dataclass(frozen=True)
 class _SciencePlan:
-    """The expressions of :func:`science_frame` for one raw schema, in the order applied."""
+    """The expressions of :func:`science_rows` for one raw schema."""
 
     #: the quality cuts: rows kept
     passes: Column
-    #: the alert as archived: the raw columns without the raw archive's version, plus
-    #: ``processing_start`` when no module runs
+    #: one flag per cut (True: passes it), then ``passes``: what the zip counts
+    flags: list[Column]
+    #: the alert as archived: the raw columns without the raw archive's version
     alert: list[Column]
     #: the modules' read (None without modules)
     modules: _ModuleSide | None
-    #: the science row: raw columns, module outputs, failures, provenance
-    final: list[Column]
+    #: without modules, the science row over ``alert``: ``processing_start``, then the
+    #: engine's columns and provenance
+    cuts_only: tuple[list[Column], list[Column]]
 
 
 #: science plans by (raw schema, survey, cuts, modules, policy, failure counters)
@@ -136,58 +143,78 @@ def _science_plan(
     policy: FailurePolicy,
     failures: FailureCounters | None,
 ) -> _SciencePlan:
-    raw = [n for n in schema.names if n != "fink_broker_version"]
-    raw_columns = [F.col(f"`{n}`") for n in raw]
-    alert = list(raw_columns)
-    side: _ModuleSide | None = None
-    if modules:
-        absent = [n for n in ALERT_KEY if n not in schema.names]
-        if absent:
-            raise ValueError(f"not a raw alert archive: no {absent} (Kafka coordinates)")
-        key = [F.col(n) for n in ALERT_KEY]
-        # module inputs are canonical columns, or else raw alert fields by their path
-        needed = external_inputs(modules)
-        canonical = canonical_staged(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
-        inputs = dict(canonical.columns)
-        inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
-        # The inputs that read raw fields are computed in the stage's select too: Spark does
-        # not merge that select into the UDF's (the stage's sorted epochs feed several
-        # inputs), so an input read in the UDF's, ``diaSource.ra``, kept the whole struct in
-        # the stage's output and Spark read all of Rubin's ~100 fields.
-        hidden = {
-            n: f"__fink_input_{i}" for i, n in enumerate(inputs) if n not in canonical.from_stage
-        }
-        read_inputs = {n: F.col(hidden[n]) if n in hidden else c for n, c in inputs.items()}
-        udf = modules_column(modules, read_inputs, policy, failures)
-        # every raw column, of which Spark's column pruning reads only what the UDF needs
-        side = _ModuleSide(
-            staged=[
-                *raw_columns,
-                now().alias("processing_start"),
-                *canonical.stage_select(),
-                *[inputs[n].alias(h) for n, h in hidden.items()],
-            ],
-            enriched=[*key, F.col("processing_start"), udf.alias("_fink")],
-            one_pass=[*raw_columns, F.col("processing_start"), udf.alias("_fink")],
-        )
-        added = [F.col(f"_fink.{c.name}") for m in modules for c in m.outputs]
-        added += [F.col(f"_fink.{FAILURES_COLUMN.name}"), F.col("_fink.processing_end")]
-    else:
-        alert.append(now().alias("processing_start"))
-        added = [
+    raw_columns = [F.col(f"`{n}`") for n in schema.names if n != "fink_broker_version"]
+    passes = passes_all(cuts, schema)
+    flags = [*cut_flags(schema, cuts), passes.alias("_kept")]
+    if not modules:
+        stamped = [*raw_columns, now().alias("processing_start")]
+        engine = [
             F.lit(None).cast("string").alias(FAILURES_COLUMN.name),
             now().alias("processing_end"),
         ]
-    provenance = [
+        final = [*raw_columns, *engine, *_provenance(modules)]
+        return _SciencePlan(passes, flags, raw_columns, None, (stamped, final))
+    absent = [n for n in ALERT_KEY if n not in schema.names]
+    if absent:
+        raise ValueError(f"not a raw alert archive: no {absent} (Kafka coordinates)")
+    # module inputs are canonical columns, or else raw alert fields by their path
+    needed = external_inputs(modules)
+    canonical = canonical_staged(schema, survey, [n for n in needed if n in CANONICAL_NAMES])
+    inputs = dict(canonical.columns)
+    inputs.update({n: F.col(n) for n in needed if n not in CANONICAL_NAMES})
+    # The inputs that read raw fields are computed in the stage's select too: Spark does
+    # not merge that select into the UDF's (the stage's sorted epochs feed several
+    # inputs), so an input read in the UDF's, ``diaSource.ra``, kept the whole struct in
+    # the stage's output and Spark read all of Rubin's ~100 fields.
+    hidden = {n: f"__fink_input_{i}" for i, n in enumerate(inputs) if n not in canonical.from_stage}
+    read_inputs = {n: F.col(hidden[n]) if n in hidden else c for n, c in inputs.items()}
+    udf = modules_column(modules, read_inputs, policy, failures)
+    outputs = [c.name for m in modules for c in m.outputs]
+    outputs += [FAILURES_COLUMN.name, "processing_end"]
+    side = _ModuleSide(
+        # every raw column, of which Spark's column pruning reads only what the UDF needs
+        staged=[
+            *raw_columns,
+            now().alias("processing_start"),
+            *canonical.stage_select(),
+            *[inputs[n].alias(h) for n, h in hidden.items()],
+        ],
+        enriched=[*[F.col(n) for n in ALERT_KEY], F.col("processing_start"), udf.alias("_fink")],
+        values=[
+            *[F.col(f"_fink.{name}").alias(name) for name in outputs],
+            *_provenance(modules),
+            *[F.col(n).alias(a) for n, a in zip(ALERT_KEY, VALUES_KEY, strict=True)],
+        ],
+    )
+    return _SciencePlan(passes, flags, raw_columns, side, ([], []))
+
+
+def _provenance(modules: Sequence[ScienceModule]) -> list[Column]:
+    """The last columns of a science row: who made it, with which modules, from when."""
+    return [
         F.lit(__version__).alias("fink_broker_version"),
         F.lit(module_signature(modules) if modules else "no-science").alias("fink_science_modules"),
         F.col("processing_start"),
     ]
-    final = raw_columns + added + provenance
-    return _SciencePlan(passes_all(cuts, schema), alert, side, final)
 
 
-def science_frame(
+@dataclass(frozen=True)
+class ScienceRows:
+    """A science frame, the counts of its cuts, and the modules' read it zips in."""
+
+    frame: DataFrame
+    #: read once the frame is written: rows in (``_in``), rows kept (``_kept``), and the
+    #: rows each cut removed (by the cut's name)
+    counts: Callable[[], dict[str, int]]
+    #: the modules' values, from their own read, that ``frame`` zips to the alerts (None
+    #: without modules): its plan shows what travels to Python
+    values: DataFrame | None = None
+    #: whether the zip reads the alerts from the scan's column batches (one row copy, as
+    #: without the zip) rather than from rows the scan made (one more)
+    columnar: bool = False
+
+
+def science_rows(
     raw: DataFrame,
     survey: str,
     cuts: Sequence[Cut],
@@ -195,23 +222,23 @@ def science_frame(
     policy: FailurePolicy,
     failures: FailureCounters | None = None,
     *,
-    separate: bool = True,
-    module_source: DataFrame | None = None,
-) -> DataFrame:
-    """Pure builder: raw alerts -> alerts that pass the cuts, with Fink's added values.
+    tasks: int | None = None,
+) -> ScienceRows:
+    """Pure builder: raw alerts -> the alerts that pass the cuts, with Fink's added values,
+    and the counts of the cuts, read once the frame is written.
 
     Runs the same on ``spark.read`` (tests, replays) and on a streaming micro-batch.
 
-    ``separate``: the modules run on a second read of the same alerts that holds only
-    their inputs (``module_source``, default ``raw``: the same rows, e.g. ``raw`` before an
-    ``observe``), and their results are joined back by the alert's Kafka coordinates
-    (broadcast: one row of values per alert, bounded by ``max_files_per_trigger``). In one
-    pass, Spark copies every whole alert, cutouts included, twice more and queues it until
-    its Arrow batch returns from Python: on 20,000 Rubin alerts the JVM tasks then took
-    6.9 CPU-s against 3.8 without modules; with the second read, 4.6. The left join keeps
-    an alert whose results were missing (null module columns), never drops it. The second
-    read is a job of its own, which a live micro-batch of a few hundred alerts pays for
-    more than it saves: without ``separate`` the modules run in the same pass.
+    The modules run on a second read of the same files that holds only their inputs, and
+    ``zip_by_position`` joins their values to the alerts by position, in the task that
+    reads the alerts for the write: one Spark job, no join. In one pass, Spark copied every
+    whole alert, cutouts included, twice more and queued it until its Arrow batch returned
+    from Python; joining a second read back by Kafka coordinates cost a broadcast job and a
+    hash join. On 20,000 Rubin alerts (``benchmarks/raw2science.py``) the modules added
+    0.52 s to a bounded run zipped, 1.14 s broadcast-joined; a micro-batch of 2,500 took
+    1.20 s zipped, 1.66 s in one pass, and one of 300, 0.68 s and 0.74 s. ``tasks``: both
+    reads in that many tasks (one per core: each Python task pays a fixed cost), else one
+    per file split.
 
     ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
     the modules have finished its Arrow batch. The expressions are built once per raw
@@ -230,21 +257,37 @@ def science_frame(
         key, functools.partial(_science_plan, raw.schema, survey, cuts, modules, policy, failures)
     )
     if plan.modules is None:
-        kept = raw.where(plan.passes).select(*plan.alert)
-    elif not separate:
-        staged = raw.where(plan.passes).select(*plan.modules.staged)
-        kept = staged.select(*plan.modules.one_pass)
-    else:
-        source = raw if module_source is None else module_source
-        staged = source.where(plan.passes).select(*plan.modules.staged)
-        results = staged.select(*plan.modules.enriched)
-        alerts = raw.where(plan.passes).select(*plan.alert)
-        kept = alerts.join(F.broadcast(results), on=list(ALERT_KEY), how="left")
-    return kept.select(*plan.final)
+        # the counts of every raw row, before the cuts, as the write goes; a task per split
+        observation = Observation(f"{SERVICE}_{uuid.uuid4().hex}")
+        stamped, final = plan.cuts_only
+        kept = raw.observe(observation, *cut_counts(raw.schema, cuts)).where(plan.passes)
+        frame = kept.select(*stamped).select(*final)
+        return ScienceRows(frame, lambda: _observed(observation, cuts))
+    source = raw if tasks is None else raw.coalesce(tasks)
+    alerts = source.select(*plan.alert)
+    values = (
+        source.where(plan.passes)
+        .select(*plan.modules.staged)
+        .select(*plan.modules.enriched)
+        .select(*plan.modules.values)
+    )
+    zipped = zip_by_position(alerts, plan.flags, values, ALERT_KEY)
+    names = ["_in", "_kept", *[cut.name for cut in cuts]]
+    return ScienceRows(
+        zipped.frame,
+        lambda: dict(zip(names, zipped.counts(), strict=True)),
+        values,
+        zipped.columnar,
+    )
+
+
+def _observed(observation: Observation, cuts: Sequence[Cut]) -> dict[str, int]:
+    counts = observation.get
+    return {n: int(counts.get(n) or 0) for n in ["_in", "_kept", *[c.name for c in cuts]]}
 
 
 def _cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
-    """The aggregates a batch observes: rows in, rows kept, rows removed by each cut."""
+    """The aggregates of the cut counts: rows in, rows kept, rows removed by each cut."""
     flags = cut_flags(schema, cuts)
     return [
         F.count(F.lit(1)).alias("_in"),
@@ -256,8 +299,13 @@ def _cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
     ]
 
 
-#: the observed counts by (raw schema, cuts), shared by the writers of a process
+#: the aggregates of the cut counts by (raw schema, cuts), shared by the writers of a process
 _COUNTS = BuiltColumns[list[Column]](capacity=4)
+
+
+def cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
+    """The aggregates of the cut counts of alerts of ``schema``, built once per schema."""
+    return _COUNTS.get((schema.json(), tuple(cuts)), functools.partial(_cut_counts, schema, cuts))
 
 
 class ScienceBatchWriter:
@@ -279,39 +327,30 @@ class ScienceBatchWriter:
         #: wall time with 2 tasks than with 8, the alert write no different either way.
         self.tasks = spark.sparkContext.defaultParallelism
 
-    def __call__(self, batch: DataFrame, batch_id: int, *, separate: bool = True) -> None:
-        """Write the science rows of ``batch`` (``separate``: see :func:`science_frame`)."""
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        """Write the science rows of ``batch``."""
         start = time.monotonic()
         failed_before = self.failures.snapshot()
-        schema = batch.schema
-        count_columns = _COUNTS.get(
-            (schema.json(), tuple(self.cuts)), functools.partial(_cut_counts, schema, self.cuts)
-        )
         if committed(self.spark, self.lake.science, batch_id):
             # replayed after a crash that followed the write: nothing is written, so
-            # nothing is observed; the cut columns alone are read (column pruning)
-            counts = batch.select(*count_columns).first()
+            # nothing is counted on the way; the cut columns alone are read (column pruning)
+            row = batch.select(*cut_counts(batch.schema, self.cuts)).first()
+            counts = {k: int(v or 0) for k, v in row.asDict().items()} if row else {}
         else:
-            # one pass: the write observes the counts of every raw row before the cuts
-            observation = Observation(f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}")
-            # the modules' read (a second one, or else the whole pass) in one task per core
-            module_source = batch.coalesce(self.tasks)
-            watched = (batch if separate else module_source).observe(observation, *count_columns)
-            science = science_frame(
-                watched,
+            science = science_rows(
+                batch,
                 self.survey,
                 self.cuts,
                 self.modules,
                 self.policy,
                 self.failures,
-                separate=separate,
-                module_source=module_source,
+                tasks=self.tasks,
             )
-            write_batch(self.spark, science, self.lake.science, batch_id, ["night"])
-            counts = observation.get
-        rows_in = int(counts["_in"]) if counts else 0
-        rows_out = int(counts["_kept"] or 0) if counts else 0
-        cut_counts = {cut.name: int(counts[cut.name] or 0) for cut in self.cuts} if counts else {}
+            write_batch(self.spark, science.frame, self.lake.science, batch_id, ["night"])
+            counts = science.counts()
+        rows_in = counts.get("_in", 0)
+        rows_out = counts.get("_kept", 0)
+        removed = {cut.name: counts.get(cut.name, 0) for cut in self.cuts}
         failures = self.failures.since(failed_before)
         metrics = BatchMetrics(
             service=SERVICE,
@@ -319,7 +358,7 @@ class ScienceBatchWriter:
             rows_in=rows_in,
             rows_out=rows_out,
             duration_s=round(time.monotonic() - start, 3),
-            detail={"cut": cut_counts, "module_failures": failures, "survey": self.survey},
+            detail={"cut": removed, "module_failures": failures, "survey": self.survey},
         )
         self.metrics.append(metrics)
         log.info(
@@ -327,7 +366,7 @@ class ScienceBatchWriter:
             batch_id,
             rows_in,
             rows_in - rows_out,
-            cut_counts,
+            removed,
             rows_out,
             len(self.modules),
             failures or "none",
@@ -368,11 +407,9 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
     )
     alerts = raw_source(spark, settings, survey)
     read = BatchFiles(spark, lake.raw, alerts.schema)
-    separate_bytes = settings.raw2science.separate_module_read_mb * 2**20
 
     def process(paths: DataFrame, batch_id: int) -> None:
-        files = read.files(paths)
-        writer(read(files), batch_id, separate=sum(files.values()) >= separate_bytes)
+        writer(read(read.files(paths)), batch_id)
 
     return (
         file_paths(alerts)
@@ -389,4 +426,4 @@ def run(settings: Settings) -> None:
     await_with_graceful_stop(start(settings))
 
 
-__all__ = ["quality_cuts", "run", "science_frame", "selected_modules", "start"]
+__all__ = ["quality_cuts", "run", "science_rows", "selected_modules", "start"]
