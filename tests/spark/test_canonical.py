@@ -157,12 +157,12 @@ def test_canonical_columns_and_cuts_equal_the_python_reference(real, survey, cap
         .select(*[c.alias(f"staged_{n}") for n, c in staged.columns.items()])
     )
     assert mismatches(reference, two_steps.collect(), prefix="staged_") == []
-    # ... and Spark keeps them computed once: one array_sort per stage column, where the
+    # ... and Spark keeps them computed once: one sort_array per stage column, where the
     # one-step columns sort once per hist_* column
     plan = two_steps._jdf.queryExecution().optimizedPlan().toString()
-    assert plan.count("array_sort(") == len(staged.stage), plan
+    assert plan.count("sort_array(") == len(staged.stage), plan
     one_step = df.select(*computed)._jdf.queryExecution().optimizedPlan().toString()
-    assert one_step.count("array_sort(") > len(staged.stage)
+    assert one_step.count("sort_array(") > len(staged.stage)
     # passes_all without a frame combines the cut_<name> columns cut_flags added
     flagged = df.select("kafka_offset", *cut_flags(df, cuts))
     assert flagged.where(passes_all(cuts)).count() == expected["passed_all"].sum()

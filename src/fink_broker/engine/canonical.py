@@ -62,8 +62,12 @@ log = logging.getLogger(__name__)
 
 #: Spark field-metadata key that marks a column as canonical (value: name and survey)
 METADATA_KEY = "fink_canonical"
-#: name of the time field in the sorted epoch structs of a History
+#: names of the sort key of the epoch structs of a History: the time, then the epoch's
+#: position (list order, the current epoch last), so that ties in time keep that order
 _TIME = "_time"
+_SEQ = "_seq"
+#: the position of the current epoch, after every list item
+_CURRENT_SEQ = 2**31 - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,8 +342,11 @@ def _epoch_array(
     when the schema has neither the list nor the current epoch.
 
     Kept list items and the current epoch are concatenated (current last) and sorted by
-    time with a comparator (Spark's ``array_sort`` is a stable TimSort, so ties keep list
-    order then current, like Python's ``sort``).
+    ``(_time, _seq)``, their time then their position, so ties keep list order then current,
+    like Python's stable ``sort``. ``sort_array`` compares the structs in generated code,
+    where ``array_sort`` evaluates a comparator lambda per comparison, interpreted: 20,000
+    alerts of 30 epochs sorted in 0.11 s instead of 0.69 s, of 5 epochs in 0.09 s instead
+    of 0.19 s (``benchmarks/epoch_sort.py``).
     """
     parts: list[Column] = []
     found = scope.find(epochs.list_path)
@@ -360,10 +367,11 @@ def _epoch_array(
                 condition = condition & item.value(epochs.require_null).isNull()
             return condition
 
-        def entry(x: Column, touched: set[str] | None = None) -> Column:
+        def entry(x: Column, touched: set[str] | None = None, seq: Column | None = None) -> Column:
             item = Scope(item_type, x, scope.absent, touched)
             values = [_build(h.item, item, e).alias(n) for n, (h, e) in members.items()]
-            return F.struct(item.value(epochs.time).cast("double").alias(_TIME), *values)
+            time = item.value(epochs.time).cast("double").alias(_TIME)
+            return F.struct(time, (F.lit(0) if seq is None else seq).alias(_SEQ), *values)
 
         # the fields the lambdas read, as an array of their own (``_read_only``)
         read = _read_fields(item_type, [keep, entry])
@@ -372,24 +380,18 @@ def _epoch_array(
             item_type = list_type.elementType
         # a null list is an empty history, as ``get_path(...) or ()`` in Python
         present = F.coalesce(items, F.array().cast(list_type))
-        # one-argument lambdas: Spark passes the element index to a second parameter
-        parts.append(F.transform(F.filter(present, lambda x: keep(x)), lambda x: entry(x)))
+        # a one-argument lambda for filter: Spark passes the element index to a second one
+        kept = F.filter(present, lambda x: keep(x))
+        parts.append(F.transform(kept, lambda x, i: entry(x, seq=i)))
     if epochs.current_time is not None:
         now = scope.value(epochs.current_time).cast("double")
         values = [_build(h.current or Const(), scope, e).alias(n) for n, (h, e) in members.items()]
-        current = F.array(F.struct(now.alias(_TIME), *values))
+        current = F.array(F.struct(now.alias(_TIME), F.lit(_CURRENT_SEQ).alias(_SEQ), *values))
         parts.append(F.filter(current, lambda e: e[_TIME].isNotNull()))
     if not parts:
         return None
     merged = parts[0] if len(parts) == 1 else F.concat(*parts)
-    return F.array_sort(
-        merged,
-        lambda a, b: (
-            F.when(a[_TIME] < b[_TIME], F.lit(-1))
-            .when(a[_TIME] > b[_TIME], F.lit(1))
-            .otherwise(F.lit(0))
-        ),
-    )
+    return F.sort_array(merged)
 
 
 # ---------------------------------------------------------------------------------------
