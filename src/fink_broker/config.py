@@ -136,6 +136,9 @@ class Raw2ScienceSettings:
     modules: list[str] = field(default_factory=list)
     #: what a failing module does: fail the micro-batch, or null its outputs and count them
     failure_policy: Literal["fail", "null_and_count"] = "null_and_count"
+    #: folder of the catalogues added with `fink catalogs add` (empty: <state_dir>/catalogues);
+    #: on a cluster, a path every executor can read
+    catalogue_dir: str = ""
     #: ZTF cut: maximum number of bad pixels (candidate.nbad)
     ztf_nbad_max: int = 0
     #: ZTF cut: minimum real/bogus score (candidate.rb)

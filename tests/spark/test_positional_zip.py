@@ -44,18 +44,28 @@ def expected_ids(n: int) -> list[int]:
     return [i for i in range(n) if i != 7 and i % 3 != 0 and i < 90]
 
 
-@pytest.mark.parametrize("source", ["parquet", "memory"])
+@pytest.mark.parametrize("source", ["parquet", "parquet_splits", "memory"])
 def test_zip_pairs_each_kept_row_with_its_values_and_counts_cuts(spark, tmp_path, source):
-    """A file scan is read as column batches, coalesced; any other source as rows."""
+    """A file scan is read as column batches, coalesced, even when its files are read in
+    several splits (most of them empty: a split reads the row groups that start in it);
+    any other source as rows."""
     n = 100
     frame = rows_frame(spark, n)
-    if source == "parquet":
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    if source.startswith("parquet"):
         frame.write.parquet(str(tmp_path / "rows"))
+        if source == "parquet_splits":
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "1024")
         frame = spark.read.parquet(str(tmp_path / "rows"))
-        frame = frame.coalesce(2)
-    kept = flags()[-1]
-    zipped = zip_by_position(frame, flags(), values_of(frame, kept), KEYS)
-    assert zipped.columnar == (source == "parquet")
+    splits = frame.rdd.getNumPartitions()
+    try:
+        frame = frame.coalesce(2) if source.startswith("parquet") else frame
+        kept = flags()[-1]
+        zipped = zip_by_position(frame, flags(), values_of(frame, kept), KEYS)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+    assert (splits > 5) == (source == "parquet_splits")
+    assert zipped.columnar == source.startswith("parquet")
     assert zipped.frame.columns == [*frame.columns, "y"]
     got = sorted((r["kafka_offset"], r["x"], r["y"]) for r in zipped.frame.collect())
     assert got == [(i, i * 0.5, float(i)) for i in expected_ids(n)]

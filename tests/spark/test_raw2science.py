@@ -24,6 +24,7 @@ from fink_broker.engine.modules import (
 from fink_broker.engine.sinks import write_batch
 from fink_broker.lake import Lake
 from fink_broker.plugins import FailurePolicy, run_module, science_module
+from fink_broker.science import local_catalogues
 from fink_broker.science.provenance import ENGINE_COLUMNS, OUTPUTS
 from fink_broker.services import raw2science
 from fink_broker.surveys import get_adapter
@@ -76,7 +77,22 @@ def make_lake(spark, datasim, tmp) -> tuple[object, dict[str, set]]:
 
 @pytest.fixture(scope="module")
 def lake_settings(spark, datasim, tmp_path_factory):
-    return make_lake(spark, datasim, tmp_path_factory.mktemp("r2s"))
+    """The lake of :func:`make_lake`, and a local catalogue (``fink catalogs add``) of
+    positions 1 arcsec from five alerts of each survey: the modules include xmatch_local."""
+    tmp = tmp_path_factory.mktemp("r2s")
+    settings, expected = make_lake(spark, datasim, tmp)
+    near = []
+    for survey in ("ztf", "rubin"):
+        records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)][:5]
+        frame = canonical_frame(records, survey, ["ra", "dec"])
+        near.append(
+            frame.assign(dec=frame["dec"] + 1 / 3600, id=[f"near_{i}" for i in frame.index])
+        )
+    source = tmp / "near.csv"
+    pd.concat(near)[["ra", "dec", "id"]].to_csv(source, index=False)
+    folder = local_catalogues.catalogue_dir(settings)
+    local_catalogues.add(folder, "near", source, 2.0, class_col=None, default_class="near")
+    return settings, expected
 
 
 def run_bounded(spark, settings, survey: str, **raw2science_options):
@@ -100,7 +116,7 @@ def test_cuts_modules_columns_and_idempotent_rerun(spark, lake_settings, survey)
     assert 0 < len(ids) < {"ztf": 50, "rubin": 100}[survey]
 
     modules = raw2science.selected_modules(settings, survey)
-    assert {"solar_system", "xmatch"} <= {m.name for m in modules}
+    assert {"solar_system", "xmatch", "xmatch_local"} <= {m.name for m in modules}
     declared = [c for m in modules for c in m.outputs]
     declared += [*OUTPUTS, *ENGINE_COLUMNS, FAILURES_COLUMN]
     types = dict(science.dtypes)
@@ -109,7 +125,11 @@ def test_cuts_modules_columns_and_idempotent_rerun(spark, lake_settings, survey)
         assert types[spec.name] == spec.dtype, (spec.name, types[spec.name], spec.dtype)
     rows = science.select(FAILURES_COLUMN.name, "fink_science_modules").collect()
     assert all(r[0] is None for r in rows), "a built-in module failed on real alerts"
-    assert all("xmatch=" in r[1] for r in rows)
+    assert all("xmatch=" in r[1] and "xmatch_local=1.0+" in r[1] for r in rows)
+    # the local catalogue's entries lie 1 arcsec from five alerts of each survey
+    matched = science.where("xm_near_id IS NOT NULL").select("xm_near_sep_arcsec").collect()
+    assert 0 < len(matched) <= 5
+    assert all(abs(r[0] - 1.0) < 0.01 for r in matched)
 
     files_before = sorted(science.inputFiles())
     again = run_bounded(spark, settings, survey)

@@ -1,7 +1,7 @@
 """The ``fink`` command: parse -> settings -> service.
 
 Verbs: ``init``, ``start <service>``, ``stop <service|all>``, ``show``, ``modules``,
-``filters``, ``archive``, ``simulator``, ``consume`` (parser: ``cli/parser.py``).
+``catalogs``, ``filters``, ``archive``, ``simulator``, ``consume`` (parser: ``cli/parser.py``).
 Services run in the background with a PID file and a log file (``--foreground`` keeps them
 attached); ``stop`` only ever signals processes recorded in Fink's own PID files.
 """
@@ -286,13 +286,65 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
-    """List the installed science modules with their versions, inputs and output columns."""
+    """List the installed science modules with their versions, inputs and output columns,
+    and the cross-match of the local catalogues (``fink catalogs add``), if any."""
     from fink_broker.plugins import describe_modules, discover, modules_for
+    from fink_broker.science.local_catalogues import local_module
 
     modules = discover()
+    local = local_module(settings_from_args(args))
+    if local is not None:
+        modules[local.name] = local
     if args.survey:
         modules = {m.name: m for m in modules_for(args.survey, modules)}
     print(describe_modules(modules))
+    return 0
+
+
+def cmd_catalogs(args: argparse.Namespace) -> int:
+    """List the cross-match catalogues; add or remove a local one."""
+    from fink_broker.science import catalogues
+    from fink_broker.science import local_catalogues as local
+
+    folder = local.catalogue_dir(settings_from_args(args))
+    if args.action == "add":
+        class_col = None if args.default_class is not None else args.class_col
+        entry = local.add(
+            folder,
+            args.name,
+            Path(args.file),
+            args.radius,
+            ra_col=args.ra_col,
+            dec_col=args.dec_col,
+            id_col=args.id_col,
+            class_col=class_col,
+            default_class=args.default_class or "",
+            description=args.description,
+            replace=args.replace,
+        )
+        print(
+            f"added {entry.name}: {entry.rows} rows, radius {entry.radius_arcsec:g} arcsec,"
+            f" {entry.file}"
+        )
+        print(
+            f"raw2science adds xm_{entry.name}_id, xm_{entry.name}_class and"
+            f" xm_{entry.name}_sep_arcsec ({local.MODULE_NAME}) from its next start"
+        )
+        return 0
+    if args.action == "remove":
+        entry = local.remove(folder, args.name)
+        print(f"removed {entry.name} ({entry.rows} rows); raw2science drops it at its next start")
+        return 0
+    print("built-in (module xmatch):")
+    for c in catalogues.default_catalogues():
+        where = "installed" if all(Path(f).exists() for f in c.files()) else "NOT INSTALLED"
+        print(f'  {c.name:<12} {c.radius_arcsec:>7g}"  {where:<13} {c.description}')
+    entries = local.registered(folder)
+    header = f"local (module {local.MODULE_NAME}, {folder}):"
+    print(header if entries else f"local: none in {folder}")
+    for e in entries:
+        text = e.description or e.source
+        print(f'  {e.name:<12} {e.radius_arcsec:>7g}"  {e.rows:>9} rows  {text}')
     return 0
 
 
@@ -358,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_filters(args)
         if args.verb == "modules":
             return cmd_modules(args)
+        if args.verb == "catalogs":
+            return cmd_catalogs(args)
         if args.verb == "simulator":
             return cmd_simulator(args)
         if args.verb == "archive":

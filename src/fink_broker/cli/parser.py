@@ -180,6 +180,45 @@ def build_parser() -> argparse.ArgumentParser:
     modules.add_argument("action", choices=["list"], help="list: modules with their columns")
     modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
 
+    catalogs = verbs.add_parser(
+        "catalogs", help="cross-match catalogues: list them, add or remove your own"
+    )
+    actions = catalogs.add_subparsers(dest="action", metavar="<action>", required=True)
+    listing = actions.add_parser("list", help="built-in and local catalogues")
+    _common(listing)
+    add = actions.add_parser(
+        "add",
+        help="check a file (Parquet, CSV, FITS) and add it as a local catalogue",
+        description=(
+            "Check a catalogue file and add it: raw2science then matches each alert to its"
+            " nearest entry within --radius (columns xm_NAME_id, xm_NAME_class,"
+            " xm_NAME_sep_arcsec of the xmatch_local module), from the next start."
+        ),
+    )
+    _common(add)
+    add.add_argument("name", help="catalogue name: lower-case letters, digits, _")
+    add.add_argument("file", help="Parquet, CSV or FITS file with a position per row")
+    add.add_argument("--radius", type=float, required=True, help="match radius, arcsec")
+    add.add_argument("--ra-col", default="ra", help="right ascension column, degrees (ra)")
+    add.add_argument("--dec-col", default="dec", help="declination column, degrees (dec)")
+    ids = add.add_mutually_exclusive_group()
+    ids.add_argument("--id-col", default="id", help="identifier column (id)")
+    ids.add_argument(
+        "--no-id", dest="id_col", action="store_const", const=None, help="ids from positions"
+    )
+    classes = add.add_mutually_exclusive_group()
+    classes.add_argument("--class-col", default="class", help="class column (class)")
+    classes.add_argument(
+        "--class",
+        dest="default_class",
+        help="one class for every row, instead of a class column",
+    )
+    add.add_argument("--description", default="", help="one line on what the catalogue holds")
+    add.add_argument("--replace", action="store_true", help="replace a catalogue of that name")
+    remove = actions.add_parser("remove", help="remove a local catalogue")
+    _common(remove)
+    remove.add_argument("name", help="catalogue name")
+
     filters = verbs.add_parser("filters", help="filters: list them, or dry-run one on a night")
     _common(filters)
     filters.add_argument("action", choices=["list", "test"])

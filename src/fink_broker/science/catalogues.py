@@ -124,11 +124,14 @@ class Catalogue:
             # classes as Arrow dictionaries: no Python string per row (VSX: 1.9 M rows)
             categorical = [self.class_col] if self.class_col else []
             return pd.read_parquet(path, columns=used, read_dictionary=categorical)
-        return _read_file(path)
+        return read_table(path)
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A catalogue file, Parquet, CSV or FITS (by its suffix), with all its columns."""
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
     if suffix == ".csv":
         return pd.read_csv(path)
     if suffix in (".fits", ".fit"):

@@ -48,6 +48,7 @@ from fink_broker.plugins import (
     resolve_order,
 )
 from fink_broker.plugins import modules_for as installed_modules_for
+from fink_broker.science import local_catalogues
 from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
 from fink_broker.surveys import rubin_fields, ztf_fields
 from fink_broker.surveys.fields import CANONICAL_NAMES, Cut
@@ -84,6 +85,11 @@ def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
         return []
     available = installed_modules_for(survey, discover())
     available = [m for m in available if m.name != PROVENANCE_MODULE]
+    local = local_catalogues.local_module(settings)
+    if local is not None:
+        if local.name in {m.name for m in available}:
+            raise ValueError(f"an installed module is named {local.name}, as Fink's own is")
+        available.append(local)
     wanted = settings.raw2science.modules
     if wanted:
         unknown = sorted(set(wanted) - {m.name for m in available})
