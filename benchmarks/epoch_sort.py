@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.rounds import alternating_rounds  # noqa: E402
 from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 
 from fink_broker.config import load_settings  # noqa: E402
@@ -40,6 +41,16 @@ def hashed_epochs(n: int):
         )
 
     return F.transform(F.sequence(F.lit(0), F.lit(n - 1)), epoch)
+
+
+def sorting(frame, sort) -> Callable[[int], None]:
+    """A run that sorts the epochs of ``frame`` with ``sort`` into Spark's noop sink."""
+    from pyspark.sql import functions as F
+
+    def run(_round: int) -> None:
+        frame.select(sort(F.col("epochs"))).write.format("noop").mode("overwrite").save()
+
+    return run
 
 
 def main() -> int:
@@ -82,13 +93,9 @@ def main() -> int:
         differ = a.join(b.withColumnRenamed("s", "t"), "id").where("s != t").count()
         if differ:
             raise AssertionError(f"the two sorts differ on {differ} alerts")
-        seconds: dict[str, list[float]] = {name: [] for name in sorts}
-        for _ in range(args.rounds):
-            for name, sort in sorts.items():
-                t0 = time.perf_counter()
-                frame.select(sort(F.col("epochs"))).write.format("noop").mode("overwrite").save()
-                seconds[name].append(time.perf_counter() - t0)
-            sorts = dict(reversed(list(sorts.items())))
+
+        runs = {name: sorting(frame, sort) for name, sort in sorts.items()}
+        seconds = alternating_rounds(runs, args.rounds)
         for name, values in seconds.items():
             median = statistics.median(values[2:])
             print(f"  {n} epochs, {name}: {median:.3f} s = {args.rows / median:,.0f} alerts/s")

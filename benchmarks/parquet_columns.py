@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.rounds import alternating_rounds  # noqa: E402
 from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 
 from fink_broker.config import load_settings  # noqa: E402
@@ -60,17 +61,18 @@ def main() -> int:
     )
     frame.count()
     writers = {"Spark's default (dictionary)": {}, "Fink's options": parquet_options(frame.schema)}
-    seconds: dict[str, list[float]] = {name: [] for name in writers}
     sizes: dict[str, int] = {}
-    for r in range(args.rounds):
-        for i, (name, options) in enumerate(writers.items()):
+
+    def writer(i: int, name: str) -> Callable[[int], None]:
+        def write(r: int) -> None:
             out = tmp / f"round{r}_{i}"
-            t0 = time.perf_counter()
-            frame.write.options(**options).parquet(str(out))
-            seconds[name].append(time.perf_counter() - t0)
+            frame.write.options(**writers[name]).parquet(str(out))
             sizes[name] = sum(f.stat().st_size for f in out.glob("*.parquet"))
-        # alternate which writer goes first: the second of a round finds warmer caches
-        writers = dict(reversed(list(writers.items())))
+
+        return write
+
+    runs = {name: writer(i, name) for i, name in enumerate(writers)}
+    seconds = alternating_rounds(runs, args.rounds)
     print(f"{args.rows} rows x {args.columns} distinct double columns, local[2]:")
     for name, values in seconds.items():
         listed = ", ".join(f"{v:.2f}" for v in values)

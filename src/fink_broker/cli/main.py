@@ -337,7 +337,7 @@ def cmd_catalogs(args: argparse.Namespace) -> int:
         return 0
     print("built-in (module xmatch):")
     for c in catalogues.default_catalogues():
-        where = "installed" if all(Path(f).exists() for f in c.files()) else "NOT INSTALLED"
+        where = "NOT INSTALLED" if c.missing_files() else "installed"
         print(f'  {c.name:<12} {c.radius_arcsec:>7g}"  {where:<13} {c.description}')
     entries = local.registered(folder)
     header = f"local (module {local.MODULE_NAME}, {folder}):"

@@ -92,9 +92,13 @@ class Catalogue:
         """The files this catalogue is read from."""
         return (self.path,) if self.path is not None else self.sources
 
+    def missing_files(self) -> list[str]:
+        """The files this catalogue is read from that are not there (not installed)."""
+        return [f for f in self.files() if not Path(f).exists()]
+
     def read(self) -> pd.DataFrame:
         """The catalogue as a frame with ``ra, dec, id, class`` (no cache)."""
-        missing = [f for f in self.files() if not Path(f).exists()]
+        missing = self.missing_files()
         if missing:
             hint = f"; install with: {self.install_hint}" if self.install_hint else ""
             raise CatalogueUnavailable(f"catalogue {self.name!r}: {missing} not found{hint}")

@@ -278,7 +278,7 @@ def science_rows(
         .select(*plan.modules.values)
     )
     zipped = zip_by_position(alerts, plan.flags, values, ALERT_KEY)
-    names = ["_in", "_kept", *[cut.name for cut in cuts]]
+    names = _count_names(cuts)
     return ScienceRows(
         zipped.frame,
         lambda: dict(zip(names, zipped.counts(), strict=True)),
@@ -287,9 +287,14 @@ def science_rows(
     )
 
 
+def _count_names(cuts: Sequence[Cut]) -> list[str]:
+    """The names of the cut counts: rows in, rows kept, then each cut's."""
+    return ["_in", "_kept", *[cut.name for cut in cuts]]
+
+
 def _observed(observation: Observation, cuts: Sequence[Cut]) -> dict[str, int]:
     counts = observation.get
-    return {n: int(counts.get(n) or 0) for n in ["_in", "_kept", *[c.name for c in cuts]]}
+    return {n: int(counts.get(n) or 0) for n in _count_names(cuts)}
 
 
 def _cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
