@@ -241,10 +241,10 @@ def science_rows(
     whole alert, cutouts included, twice more and queued it until its Arrow batch returned
     from Python; joining a second read back by Kafka coordinates cost a broadcast job and a
     hash join. On 20,000 Rubin alerts (``benchmarks/raw2science.py``) the modules added
-    0.52 s to a bounded run zipped, 1.14 s broadcast-joined; a micro-batch of 2,500 took
-    1.20 s zipped, 1.66 s in one pass, and one of 300, 0.68 s and 0.74 s. ``tasks``: both
-    reads in that many tasks (one per core: each Python task pays a fixed cost), else one
-    per file split.
+    0.52 and 0.70 s (two runs) to a bounded run zipped, 1.14 s broadcast-joined; a
+    micro-batch of 2,500 took 1.20 s zipped, 1.66 s in one pass, and one of 300, 0.68 s
+    and 0.74 s. ``tasks``: both reads in that many tasks (one per core: each Python task
+    pays a fixed cost), else one per file split.
 
     ``processing_start`` is read as each alert enters the modules, ``processing_end`` as
     the modules have finished its Arrow batch. The expressions are built once per raw
