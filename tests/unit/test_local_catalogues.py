@@ -11,6 +11,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
+from fink_broker.api.columns import column_docs
 from fink_broker.cli.main import main
 from fink_broker.config import load_settings
 from fink_broker.plugins import run_module
@@ -113,6 +114,31 @@ def test_version_follows_the_catalogues_and_remove_drops_the_module(config, tmp_
     assert local.local_module(settings) is None
     assert not file.exists()
     assert "xmatch_local" not in {m.name for m in raw2science.selected_modules(settings, "ztf")}
+
+
+def test_api_column_docs_describe_local_catalogue_columns(config, tmp_path, alerts):
+    settings = load_settings(config, env={})
+    source = tmp_path / "targets.csv"
+    targets(alerts).to_csv(source, index=False)
+    local.add(
+        local.catalogue_dir(settings),
+        "targets",
+        source,
+        2.0,
+        ra_col="RAJ2000",
+        dec_col="DEJ2000",
+        id_col="NAME",
+        class_col=None,
+    )
+    types = {"d:xm_targets_id": "string", "d:xm_targets_sep_arcsec": "double"}
+    bare = {c["name"]: c for c in column_docs("ztf", types)}
+    assert bare["d:xm_targets_id"]["doc"] == ""  # entry points do not know the catalogue
+    module = local.local_module(settings)
+    assert module is not None
+    docs = {c["name"]: c for c in column_docs("ztf", types, [module])}
+    assert "targets" in docs["d:xm_targets_id"]["doc"]
+    assert docs["d:xm_targets_sep_arcsec"]["unit"] == "arcsec"
+    assert docs["d:xm_targets_sep_arcsec"]["doc"]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from fink_broker.api.formats import render
 from fink_broker.api.store import SEPARATION, ArchiveStore, ArchiveUnavailable
 from fink_broker.config import Settings
 from fink_broker.science.classification import RULES
+from fink_broker.science.local_catalogues import local_module
 from fink_broker.tables import layout as L
 
 Format = Literal["json", "csv", "parquet", "votable"]
@@ -247,9 +248,12 @@ def create_app(settings: Settings, store: ArchiveStore | None = None) -> FastAPI
     @app.get("/api/v1/schema", summary="Archived columns: type, unit, description")
     def schema() -> dict[str, object]:
         versions = store.schemas()
+        # read at each request: `fink catalogs add` may run while the API serves
+        module = local_module(settings)
+        local = [module] if module is not None else []
         return {
             "survey": survey,
-            "columns": list(column_docs(survey, store.types())),
+            "columns": list(column_docs(survey, store.types(), local)),
             "versions": [
                 {"broker_version": v["broker_version"], "last_written": v["last_written"]}
                 for v in versions

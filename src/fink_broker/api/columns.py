@@ -9,10 +9,10 @@ declarations, the provenance and the engine's own columns. Nothing is written tw
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from fink_broker.plugins import ColumnSpec, discover
+from fink_broker.plugins import ColumnSpec, ScienceModule, discover
 from fink_broker.science.provenance import ENGINE_COLUMNS
 from fink_broker.science.provenance import OUTPUTS as PROVENANCE
 from fink_broker.surveys import get_adapter
@@ -58,20 +58,26 @@ def survey_docs(survey: str) -> dict[str, str]:
     return docs
 
 
-def fink_specs(survey: str) -> dict[str, ColumnSpec]:
-    """``d:`` qualifier -> its declaration (canonical, modules, provenance, engine)."""
+def fink_specs(survey: str, local: Iterable[ScienceModule] = ()) -> dict[str, ColumnSpec]:
+    """``d:`` qualifier -> its declaration (canonical, modules, provenance, engine).
+
+    ``local`` holds the modules an operator configured rather than installed (the
+    ``xmatch_local`` module of ``fink catalogs add``): entry points do not list them.
+    """
     specs: dict[str, ColumnSpec] = {c.name: c for c in CANONICAL_COLUMNS}
-    for module in discover().values():
+    for module in [*discover().values(), *local]:
         if module.supports(survey):
             specs.update({c.name: c for c in module.outputs})
     specs.update({c.name: c for c in (*PROVENANCE, *ENGINE_COLUMNS)})
     return specs
 
 
-def column_docs(survey: str, types: Mapping[str, str]) -> Iterator[dict[str, str]]:
+def column_docs(
+    survey: str, types: Mapping[str, str], local: Iterable[ScienceModule] = ()
+) -> Iterator[dict[str, str]]:
     """One entry per archived column: name, family, Spark type, unit, description."""
     survey_doc = survey_docs(survey)
-    fink = fink_specs(survey)
+    fink = fink_specs(survey, local)
     for name in sorted(types):
         family, _, qualifier = name.partition(":")
         unit, doc = "", ""
