@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import json
 import statistics
 import sys
 import time
@@ -39,8 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+import benchmarks.stream2raw  # noqa: E402
 from benchmarks.rounds import alternating_rounds  # noqa: E402
 from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
+from benchmarks.stream2raw import container_payload  # noqa: E402
 
 from fink_broker.config import load_settings  # noqa: E402
 from fink_broker.simulator.replay import AlertSource  # noqa: E402
@@ -69,11 +72,21 @@ def kafka_like_table(source: AlertSource, rows: int, topic: str) -> pa.Table:
 
 
 def python_decoder(adapter: SurveyAdapter) -> Callable[[bytes], dict]:
-    """fastavro decode of one message as the survey frames it (schema parsed once)."""
-    parsed = adapter.wire_schemas()[0].parsed
+    """fastavro decode of one message as the survey frames it, each schema parsed once
+    (a ZTF container's own schema, by its text, as in ``bare_python_rate``)."""
     if adapter.framing == "confluent_wire":
+        parsed = adapter.wire_schemas()[0].parsed
         return lambda m: fastavro.schemaless_reader(io.BytesIO(m[5:]), parsed, None)
-    return lambda m: next(fastavro.reader(io.BytesIO(m)))
+    schemas: dict[bytes, object] = {}
+
+    def decode(message: bytes) -> dict:
+        text, body = container_payload(message)
+        parsed = schemas.get(text)
+        if parsed is None:
+            parsed = schemas[text] = fastavro.parse_schema(json.loads(text))
+        return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)
+
+    return decode
 
 
 def bare_python(adapter: SurveyAdapter, values: list[bytes], folder: Path) -> dict[str, float]:
@@ -149,6 +162,8 @@ def main() -> int:
     add_keep_option(parser)
     args = parser.parse_args()
 
+    from pyspark import cloudpickle
+
     from fink_broker.engine.decode import archive_columns, decode
     from fink_broker.engine.session import get_session
     from fink_broker.engine.sinks import write_batch
@@ -164,6 +179,8 @@ def main() -> int:
     bare = bare_python(adapter, kafka.column("value").to_pylist(), tmp)
     del kafka
 
+    # Spark's Python workers cannot import the benchmarks: ship the container parser along
+    cloudpickle.register_pickle_by_value(benchmarks.stream2raw)
     spark = get_session(settings, app_name="fink-bench-routes")
     tasks = spark.sparkContext.defaultParallelism
     messages = spark.read.parquet(str(tmp / "kafka.parquet")).coalesce(tasks)

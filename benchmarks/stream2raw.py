@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu_account import CpuAccount  # noqa: E402
 from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
@@ -185,54 +186,18 @@ class PeakMemory:
             time.sleep(0.2)
 
 
-class CpuUse:
-    """CPU seconds used by the Spark JVM, the Kafka broker and Python while in the block.
-
-    The broker runs on the same two cores as Spark here (on a cluster it does not), so the
-    drain rate is read with what the broker took beside it; the idle share is what batch
-    boundaries and stragglers leave unused.
-    """
-
-    def __init__(self, kafka_pid: int | None) -> None:
-        self.kafka_pid = kafka_pid
-        self.seconds: dict[str, float] = {}
-        self.wall = 0.0
-
-    def _sample(self) -> dict[str, float]:
-        out = {"spark_jvm": 0.0, "kafka_broker": 0.0, "python": 0.0}
-        me = psutil.Process()
-        children = [c for c in me.children(recursive=True) if c.pid != self.kafka_pid]
-        procs = [(me, "python"), *((c, None) for c in children)]
-        if self.kafka_pid is not None:
-            procs.append((psutil.Process(self.kafka_pid), "kafka_broker"))
-        for proc, kind in procs:
-            try:
-                times = proc.cpu_times()
-                name = kind or ("spark_jvm" if "java" in proc.name() else "python")
-            except psutil.Error:
-                continue
-            out[name] += times.user + times.system
-        return out
-
-    def __enter__(self) -> CpuUse:
-        self._t0, self._start = time.perf_counter(), self._sample()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        end = self._sample()
-        self.wall = time.perf_counter() - self._t0
-        self.seconds = {k: end[k] - self._start[k] for k in end}
-
-    def report(self, cores: int, alerts: int) -> str:
-        """One line: cores used by each, idle, and the Spark JVM's CPU per alert."""
-        used = {k: v / self.wall for k, v in self.seconds.items()}
-        idle = max(0.0, cores - sum(used.values()))
-        per_alert = 1e3 * self.seconds["spark_jvm"] / alerts
-        return (
-            f"Spark JVM {used['spark_jvm']:.2f} cores ({per_alert:.2f} ms CPU per alert),"
-            f" Kafka broker {used['kafka_broker']:.2f}, Python {used['python']:.2f},"
-            f" idle {idle:.2f} of {cores}"
-        )
+def cpu_report(cpu: CpuAccount, cores: int, alerts: int) -> str:
+    """One line: cores used by each kind of process, idle, and the Spark JVM's CPU per
+    alert. The idle share is what batch boundaries and stragglers leave unused."""
+    used = {kind: seconds / cpu.seconds for kind, seconds in cpu.used.items()}
+    idle = max(0.0, cores - sum(used.values()))
+    python = used.get("Spark driver (Python)", 0.0) + used.get("Python workers", 0.0)
+    per_alert = 1e3 * cpu.used.get("Spark JVM", 0.0) / alerts
+    return (
+        f"Spark JVM {used.get('Spark JVM', 0.0):.2f} cores ({per_alert:.2f} ms CPU per alert),"
+        f" Kafka broker {used.get('Kafka broker', 0.0):.2f}, Python {python:.2f},"
+        f" idle {idle:.2f} of {cores}"
+    )
 
 
 def _steady_rate(settings: Settings) -> float | None:
@@ -313,8 +278,7 @@ def main() -> int:
         with PeakMemory() as peak:
             rows, drain_s = drain()
         steady = _steady_rate(settings)
-        broker = processes.get(settings, "kafka")
-        with CpuUse(broker.pid if broker else None) as cpu:
+        with CpuAccount() as cpu:
             warm = [drain()[1] for _ in range(args.warm_rounds)]
         rate = rows / drain_s
         naive_text = "" if args.survey != "ztf" else f"; {naive:,.0f}/s with fastavro.reader"
@@ -338,7 +302,7 @@ def main() -> int:
         )
         if warm:
             cores = psutil.cpu_count() or 1
-            print(f"(e) CPU, warm drains: {cpu.report(cores, rows * len(warm))}")
+            print(f"(e) CPU, warm drains: {cpu_report(cpu, cores, rows * len(warm))}")
         spark.stop()
     finally:
         processes.stop(settings, "kafka", timeout=30)

@@ -1,0 +1,67 @@
+"""CPU seconds by kind of process (Spark JVM, Kafka broker, Python workers, driver,
+simulator) while a benchmark's block runs: on one machine the broker and the simulator
+share the cores with Spark, so a rate is read beside what each of them took."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import psutil
+
+
+class CpuAccount:
+    """CPU seconds used by each kind of process on the machine while the block runs.
+
+    Processes that end inside the block are not counted, but for the children this
+    process waited for (the simulator); Spark keeps its Python workers.
+    """
+
+    KINDS = (
+        ("Spark JVM", "SparkSubmit"),
+        ("Kafka broker", "kafka.Kafka"),
+        ("Python workers", "pyspark.daemon"),
+        ("simulator", "fink_broker.simulator"),
+    )
+
+    def __init__(self) -> None:
+        self.used: dict[str, float] = {}
+        self.seconds = 0.0
+
+    def _snapshot(self) -> dict[tuple[int, float], tuple[str, float]]:
+        out = {}
+        for proc in psutil.process_iter(["pid", "cmdline", "create_time", "cpu_times"]):
+            info = proc.info
+            cmdline = " ".join(info["cmdline"] or [])
+            if info["pid"] == os.getpid():
+                kind = "Spark driver (Python)"
+            else:
+                kind = next((k for k, marker in self.KINDS if marker in cmdline), None)
+            if kind is not None and info["cpu_times"] is not None:
+                times = info["cpu_times"]
+                out[(info["pid"], info["create_time"])] = (kind, times.user + times.system)
+        return out
+
+    def __enter__(self) -> CpuAccount:
+        self._start, self._t0 = self._snapshot(), time.monotonic()
+        self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self._t0
+        end = self._snapshot()
+        for key, (kind, cpu) in end.items():
+            before = self._start.get(key, (kind, 0.0))[1]
+            self.used[kind] = self.used.get(kind, 0.0) + cpu - before
+        # children this process waited for (the simulator) are gone by now: their whole
+        # CPU time, less what they had used when the block began
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        waited = children.ru_utime + children.ru_stime
+        waited -= self._children.ru_utime + self._children.ru_stime
+        ended = [(kind, cpu) for key, (kind, cpu) in self._start.items() if key not in end]
+        waited -= sum(cpu for kind, cpu in ended if kind == "simulator")
+        self.used["simulator"] = self.used.get("simulator", 0.0) + waited
+
+    def __str__(self) -> str:
+        return ", ".join(f"{kind} {cpu:.0f}" for kind, cpu in sorted(self.used.items()))
