@@ -1,9 +1,9 @@
 """Benchmark: end-to-end latency with stream2raw, raw2science and distribution running live.
 
-The simulator publishes real alerts (repeated with fresh ids) at a steady rate; the three
-services run as three streaming queries of one Spark application (the laptop mode) with
-1-second triggers. For every published alert the latency is the output message's Kafka
-timestamp minus the input message's Kafka timestamp (kept in ``kafka_timestamp``). Prints
+The simulator publishes real alerts (repeated with fresh ids and distinct cutout pixels) at a
+steady rate; the three services run as three streaming queries of one Spark application (the
+laptop mode) with 1-second triggers. For every published alert the latency is the output
+message's Kafka timestamp minus the input message's Kafka timestamp (``kafka_timestamp``). Prints
 p50/p95/p99 latency and the distribution service's own rate (alerts/s from science Parquet
 to topics, from its per-batch metrics).
 

@@ -3,7 +3,8 @@
 stream2raw decodes on the JVM (``from_avro``) and writes with Spark's row-based Parquet
 writer. Two columnar routes look cheaper on paper: hand the decoded rows to Python as Arrow
 batches and write them with pyarrow, or decode in Python into Arrow and skip the JVM rows.
-This prints, on the same alerts (the datasim files repeated with fresh ids), local[2]:
+This prints, on the same alerts (the datasim files repeated with fresh ids and distinct
+cutout pixels), local[2]:
 
   - Spark: Kafka-like rows (value bytes + topic, partition, offset, timestamp) -> decode
     -> Parquet, i.e. stream2raw without the Kafka source;

@@ -1,9 +1,10 @@
 """Benchmark: stream2raw drain rate on local[2] versus the bare-Python decode limit.
 
-Replays >= 20,000 real alerts (the datasim files repeated with fresh ids) into a local Kafka
-broker, then prints:
+Replays >= 20,000 real alerts (the datasim files repeated with fresh ids and distinct cutout
+pixels, see ``simulator.stamps``) into a local Kafka broker, then prints:
   (a) the bare-Python decode rate of the same messages with fastavro on one core,
   (b) the stream2raw drain rate (Kafka -> decoded -> raw Parquet + quarantine) on local[2],
+      and the size of the raw archive it wrote,
   (c) their ratio (b / a),
   (d) peak RSS of the JVM and of the Python worker processes during the drain,
   (e) where the two cores went during the warm drains: CPU time of the Spark JVM (and per
@@ -278,6 +279,7 @@ def main() -> int:
         with PeakMemory() as peak:
             rows, drain_s = drain()
         steady = _steady_rate(settings)
+        raw_mb = sum(f.stat().st_size for f in Path(lake.raw).rglob("*.parquet")) / 1e6
         with CpuAccount() as cpu:
             warm = [drain()[1] for _ in range(args.warm_rounds)]
         rate = rows / drain_s
@@ -286,6 +288,7 @@ def main() -> int:
         print(f"survey {args.survey}: {summary.alerts} alerts, {mb:.0f} MB on Kafka")
         print(f"(a) bare Python, 1 core: {cached:,.0f} alerts/s (cached schema){naive_text}")
         print(f"(b) stream2raw local[2], cold: {rows:,} rows in {drain_s:.1f} s = {rate:,.0f}/s")
+        print(f"    raw archive: {raw_mb:,.0f} MB, {1e3 * raw_mb / rows:.1f} kB per alert")
         if steady:
             print(f"    cold, after its first micro-batch: {steady:,.0f} alerts/s")
         if warm:

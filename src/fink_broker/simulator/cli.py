@@ -102,7 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_config: bool = False)
         "--repeat",
         type=_positive_int,
         default=1,
-        help="replay the folder N times with fresh, unique ids (default: 1)",
+        help="replay the folder N times with fresh, unique ids and distinct cutout pixels"
+        " (default: 1)",
+    )
+    parser.add_argument(
+        "--same-cutouts",
+        action="store_true",
+        help="repeat copies keep the original cutout bytes (faster to encode, but the "
+        "archive then compresses repeated stamps: not a realistic load)",
     )
     parser.add_argument(
         "--partitions",
@@ -189,6 +196,7 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
             inject=inject,
             seed=args.seed,
             compression=args.compression,
+            same_cutouts=args.same_cutouts,
             progress=_print_progress,
         )
     except (ValueError, ConfigError) as err:

@@ -7,7 +7,9 @@ container file per message for ZTF, Confluent wire format for Rubin.
 Memory: each file is read and encoded once; the encoded bytes of copy 0 are cached. Repeat
 copies ``k > 0`` (``--repeat``) are re-encoded from ``adapter.with_fresh_ids(record, k)``
 lazily, one message at a time, so a folder replayed into 20 000 alerts never sits in memory
-as 20 000 encoded messages. Records are kept only when repeat copies need them.
+as 20 000 encoded messages. Records are kept only when repeat copies need them. Copies also
+get distinct cutout pixels (``simulator.stamps``) unless ``same_cutouts`` is set: repeated
+stamps make the archive's compression look cheaper than real alerts do.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from fink_broker.config import Settings
 from fink_broker.kafka_clients import ensure_topics
 from fink_broker.simulator import kafka_producer as kp
+from fink_broker.simulator.stamps import DistinctStamps
 from fink_broker.surveys import SurveyAdapter, get_adapter
 from fink_broker.surveys.base import default_topic, iter_alert_files, read_alert_file
 
@@ -249,6 +252,7 @@ class AlertSource:
         *,
         limit: int | None = None,
         keep_records: bool = True,
+        same_cutouts: bool = False,
     ) -> None:
         files = list(iter_alert_files(folder))
         if not files:
@@ -261,6 +265,7 @@ class AlertSource:
         self.keys: list[bytes] = []
         self.values: list[bytes] = []
         self.records: list[dict[str, Any]] = []
+        self.stamps = None if same_cutouts else DistinctStamps()
         for i, path in enumerate(files):
             record, _schema = read_alert_file(path)
             if i == 0:  # untimed: the first encode parses the schema, not a steady cost
@@ -292,6 +297,8 @@ class AlertSource:
         if not self.records:
             raise RuntimeError("repeat copies need the records: load with keep_records=True")
         fresh = self.adapter.with_fresh_ids(self.records[j], copy)
+        if self.stamps is not None:
+            fresh = self.stamps.apply(fresh, j, copy)
         return self._key(fresh), self._encode(fresh)
 
 
@@ -368,6 +375,7 @@ def replay(
     inject: Sequence[Injection] | None = None,
     seed: int = 0,
     compression: str = "none",
+    same_cutouts: bool = False,
     progress: ProgressFn | None = None,
     producer: kp.ProducerLike | None = None,
 ) -> ReplaySummary:
@@ -404,7 +412,13 @@ def replay(
         log.warning(
             "only %d alerts available (%d files x %d), not %d", available, n_files, repeat, nalerts
         )
-    source = AlertSource(adapter, folder, limit=n_alerts or 1, keep_records=n_alerts > n_files)
+    source = AlertSource(
+        adapter,
+        folder,
+        limit=n_alerts or 1,
+        keep_records=n_alerts > n_files,
+        same_cutouts=same_cutouts,
+    )
     bad_at = interleave(n_alerts, inject, seed)
 
     if producer is None:
