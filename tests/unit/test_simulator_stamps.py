@@ -65,6 +65,35 @@ def test_non_finite_and_integer_pixels():
     assert (out_counts != counts).any()
 
 
+def test_tables_are_left_alone_and_images_after_them_varied():
+    image = np.linspace(1.0, 2.0, 64, dtype=np.float32).reshape(8, 8)
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column(name="name", format="10A", array=np.array(["alpha", "beta"])),
+            fits.Column(name="flux", format="E", array=np.array([1.5, 2.5], np.float32)),
+        ]
+    )
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(image), table, fits.ImageHDU(image)]).writeto(buffer)
+    stamp = buffer.getvalue()
+    varied = vary(stamp_layout(stamp), 1, 0)
+    assert len(varied) == len(stamp)
+    with fits.open(io.BytesIO(stamp)) as before, fits.open(io.BytesIO(varied)) as after:
+        assert list(after[1].data["name"]) == ["alpha", "beta"]
+        assert list(after[1].data["flux"]) == [1.5, 2.5]
+        for i in (0, 2):
+            assert (after[i].data != before[i].data).all()
+            assert np.allclose(after[i].data, before[i].data, rtol=2.0**-15, atol=0)
+
+
+def test_large_stamps_and_copies_far_apart():
+    big = np.ones((1100, 1000), dtype=np.float32)  # more pixels than the noise pool
+    layout = stamp_layout(fits_bytes(big))
+    assert len(layout.offsets) == big.size
+    varied = [vary(layout, copy, 3) for copy in (1, 2, 500)]
+    assert len(set(varied)) == 3 and all(v != layout.fits for v in varied)
+
+
 def test_gzipped_stamps_stay_gzipped(datasim):
     record, _ = read_alert_file(next(iter_alert_files(datasim / "ztf")))
     stamp = record["cutoutTemplate"]["stampData"]

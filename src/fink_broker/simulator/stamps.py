@@ -15,7 +15,8 @@ Each copy therefore gets its pixels changed in their least significant byte: a f
 value by less than 2**-15 of itself (a float64 by less than 2**-44), an integer pixel in
 its lowest bit or not at all. The FITS stays valid, headers and non-finite pixels are
 untouched, and the image is the same for anyone who looks at it, but no long run of bytes
-repeats. A stamp that is not FITS (nor gzipped FITS) is left as it is.
+repeats. Table extensions, and stamps that are not FITS (nor gzipped FITS), are left as
+they are.
 """
 
 from __future__ import annotations
@@ -91,14 +92,19 @@ def stamp_layout(stamp: bytes) -> StampLayout | None:
             count = int(np.prod([int(cards.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]))
             count = count if naxis else 0
             dtype = np.dtype(PIXEL_TYPES[bitpix])
-            size = count * dtype.itemsize
+            pcount, gcount = int(cards.get("PCOUNT", "0")), int(cards.get("GCOUNT", "1"))
+            size = dtype.itemsize * gcount * (pcount + count)
             if data + size > len(fits):
                 return None
-            pixels = np.frombuffer(fits, dtype, count, data)
-            keep = np.isfinite(pixels) if dtype.kind == "f" else np.ones(count, bool)
-            last = data + dtype.itemsize - 1 + dtype.itemsize * np.flatnonzero(keep)
-            offsets.append(last)
-            masks.append(np.full(len(last), 0xFF if dtype.kind == "f" else 0x01, np.uint8))
+            # images only (the primary HDU or an IMAGE extension): a table's bytes are
+            # columns of any type, strings included, and stay as they are
+            image = pos == 0 or cards.get("XTENSION", "").strip("' ") == "IMAGE"
+            if image and pcount == 0 and gcount == 1:
+                pixels = np.frombuffer(fits, dtype, count, data)
+                keep = np.isfinite(pixels) if dtype.kind == "f" else np.ones(count, bool)
+                last = data + dtype.itemsize - 1 + dtype.itemsize * np.flatnonzero(keep)
+                offsets.append(last)
+                masks.append(np.full(len(last), 0xFF if dtype.kind == "f" else 0x01, np.uint8))
             pos = data + -(-size // BLOCK) * BLOCK
     except (ValueError, KeyError):
         return None
@@ -117,14 +123,17 @@ NOISE = np.random.default_rng(20261203).integers(1, 256, 2**20, dtype=np.uint8)
 
 def vary(layout: StampLayout, copy: int, salt: int) -> bytes:
     """The stamp of replay copy ``copy`` (> 0) of alert ``salt``: the same for the same
-    arguments, so a replay is reproducible, and different for every copy."""
+    arguments, so a replay is reproducible; copies take their noise at offsets ~1 M
+    bytes apart modulo the pool, so two copies of a stamp share it only by chance."""
     n = len(layout.offsets)
-    if n > len(NOISE):
-        raise ValueError(f"a stamp of {n} pixels: more than the {len(NOISE)} noise bytes")
-    start = (copy * 2654435761 + salt * 40503) % (len(NOISE) - n + 1)
+    start = (copy * 2654435761 + salt * 40503) % len(NOISE)
+    if start + n <= len(NOISE):
+        noise = NOISE[start : start + n]
+    else:  # the window wraps around the pool (or the stamp has more pixels than it)
+        noise = NOISE[np.arange(start, start + n) % len(NOISE)]
     pixels = np.frombuffer(layout.fits, np.uint8).copy()
     # floats: a random non-zero low byte; integers: a random lowest bit
-    pixels[layout.offsets] ^= NOISE[start : start + n] & layout.masks
+    pixels[layout.offsets] ^= noise & layout.masks
     out = pixels.tobytes()
     return gzip.compress(out, compresslevel=GZIP_LEVEL, mtime=0) if layout.gzipped else out
 
