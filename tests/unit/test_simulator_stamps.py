@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 
 from fink_broker.simulator.replay import AlertSource
-from fink_broker.simulator.stamps import DistinctStamps, stamp_layout, vary
+from fink_broker.simulator.stamps import GZIP_VARIANTS, DistinctStamps, stamp_layout, vary
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
 
@@ -131,6 +131,18 @@ def test_copies_no_longer_compress_into_each_other(datasim):
     single = ratio(b"".join(stamps))
     assert ratio(repeated) > 2.5 * single
     assert ratio(distinct) < 1.5 * single
+
+
+def test_gzipped_stamps_cycle_through_variants(datasim):
+    record, _ = read_alert_file(next(iter_alert_files(datasim / "ztf")))
+    stamps = DistinctStamps()
+
+    def science(copy: int) -> bytes:
+        return stamps.apply(record, 0, copy)["cutoutScience"]["stampData"]
+
+    first = [science(k) for k in range(1, GZIP_VARIANTS + 1)]
+    assert len(set(first)) == GZIP_VARIANTS
+    assert science(GZIP_VARIANTS + 1) == first[0] and science(2 * GZIP_VARIANTS) == first[-1]
 
 
 def test_alert_source_copies(datasim):

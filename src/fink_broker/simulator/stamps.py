@@ -40,6 +40,13 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: stores them as they come either way
 GZIP_LEVEL = 1
 
+#: variants kept per gzipped stamp, copy ``k`` taking variant ``(k - 1) % GZIP_VARIANTS``.
+#: Re-gzipping costs ~0.33 ms per ZTF stamp, 1 ms per alert, which held a live replay at
+#: 211 alerts/s instead of 250 on the 2 cores it shares with Spark. A stamp then recurs
+#: only every 32 copies of the folder (1,600 messages for 50 files), never within one
+#: Parquet page (~100 rows), which is all the archive's compression sees.
+GZIP_VARIANTS = 32
+
 #: NumPy dtypes of FITS pixels by BITPIX (big-endian, as FITS stores them)
 PIXEL_TYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
@@ -144,6 +151,7 @@ class DistinctStamps:
 
     def __init__(self) -> None:
         self._layouts: dict[tuple[int, str], StampLayout | None] = {}
+        self._gzipped: dict[tuple[int, str], dict[int, bytes]] = {}
 
     def apply(self, record: Mapping[str, Any], index: int, copy: int) -> dict[str, Any]:
         """``record`` (copy ``copy`` of the source's alert ``index``) with its stamps varied."""
@@ -165,4 +173,12 @@ class DistinctStamps:
         if key not in self._layouts:
             self._layouts[key] = stamp_layout(stamp)
         layout = self._layouts[key]
-        return stamp if layout is None else vary(layout, copy, index)
+        if layout is None:
+            return stamp
+        if not layout.gzipped:
+            return vary(layout, copy, index)
+        variant = (copy - 1) % GZIP_VARIANTS + 1
+        variants = self._gzipped.setdefault(key, {})
+        if variant not in variants:
+            variants[variant] = vary(layout, variant, index)
+        return variants[variant]
