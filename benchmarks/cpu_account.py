@@ -63,5 +63,16 @@ class CpuAccount:
         waited -= sum(cpu for kind, cpu in ended if kind == "simulator")
         self.used["simulator"] = self.used.get("simulator", 0.0) + waited
 
+    @classmethod
+    def total(cls, accounts: list[CpuAccount]) -> CpuAccount:
+        """One account of several blocks (the warm drains, each timed apart from the runs
+        that alternate with them): their CPU seconds and wall seconds added up."""
+        out = cls()
+        for account in accounts:
+            out.seconds += account.seconds
+            for kind, cpu in account.used.items():
+                out.used[kind] = out.used.get(kind, 0.0) + cpu
+        return out
+
     def __str__(self) -> str:
         return ", ".join(f"{kind} {cpu:.0f}" for kind, cpu in sorted(self.used.items()))

@@ -8,7 +8,12 @@ pixels, see ``simulator.stamps``) into a local Kafka broker, then prints:
   (c) their ratio (b / a),
   (d) peak RSS of the JVM and of the Python worker processes during the drain,
   (e) where the two cores went during the warm drains: CPU time of the Spark JVM (and per
-      alert), of the local Kafka broker that serves the messages, of Python, and idle.
+      alert), of the local Kafka broker that serves the messages, of Python, and idle,
+  (f) with --floor, the floor under (b): the two parts stream2raw cannot do without, timed
+      alone, taking turns with the warm drains: Spark's Kafka source (the same query into
+      a noop sink) and Spark's Parquet writer (the raw archive read and written again,
+      less the read alone). Their JVM CPU per alert adds up to the least a drain costs
+      with a decoder that cost nothing, hence the most alerts/s the cores allow.
 The first drain is "cold" (fresh JVM: its code not yet compiled, first Python workers);
 --warm-rounds more drains of the same topic into an empty archive, in the same session,
 give the rate of a stream2raw that has been running for a while (median).
@@ -27,7 +32,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fastavro
 import numpy as np
@@ -39,6 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cpu_account import CpuAccount  # noqa: E402
+from benchmarks.rounds import alternating_rounds  # noqa: E402
 from benchmarks.scratch import add_keep_option, scratch_folder, scratch_paths  # noqa: E402
 
 from fink_broker.config import Settings, load_settings  # noqa: E402
@@ -46,6 +54,9 @@ from fink_broker.infra import kafka_local, processes  # noqa: E402
 from fink_broker.lake import Lake  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
 from fink_broker.surveys import get_adapter  # noqa: E402
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def free_port() -> int:
@@ -209,6 +220,104 @@ def _steady_rate(settings: Settings) -> float | None:
     return sum(b["rows_in"] for b in batches) / seconds if seconds else None
 
 
+def accounted(run: Callable[[int], None], accounts: list[CpuAccount]) -> Callable[[int], None]:
+    """``run``, counting the CPU of each call in a new account appended to ``accounts``."""
+
+    def counted(round_: int) -> None:
+        with CpuAccount() as account:
+            run(round_)
+        accounts.append(account)
+
+    return counted
+
+
+class FloorParts:
+    """The parts of a drain that no decoder can remove, each run alone (``--floor``).
+
+    - Spark's Kafka source: the stream2raw query's source (same options, same trigger, a
+      ``foreachBatch`` with the same task count) into a noop sink, which still copies each
+      message into a Spark row.
+    - Spark's Parquet writer: the cold drain's raw archive read and written again as
+      stream2raw writes it (Fink's column options, night partitions, exactly-once commit);
+      the read alone (noop sink) is timed too, to be taken off.
+    """
+
+    KAFKA, WRITE, READ = "Kafka source alone", "archive read + written", "archive read alone"
+
+    def __init__(self, spark: SparkSession, settings: Settings, lake: Lake, folder: Path) -> None:
+        self.spark, self.settings, self.folder = spark, settings, folder
+        self.tasks = spark.sparkContext.defaultParallelism
+        self.reference = str(folder / "raw")
+        shutil.copytree(lake.raw, self.reference, ignore=shutil.ignore_patterns("_spark_metadata"))
+        self.runs = {self.KAFKA: self.kafka_alone, self.WRITE: self.rewrite, self.READ: self.read}
+        self.prepare = {self.KAFKA: self.clear, self.WRITE: self.clear}
+
+    def clear(self, _round: int) -> None:
+        for name in ("checkpoint", "rewritten"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
+
+    def kafka_alone(self, _round: int) -> None:
+        from fink_broker.engine.triggers import trigger_kwargs
+        from fink_broker.services.stream2raw import kafka_source
+
+        def noop(batch: DataFrame, _batch_id: int) -> None:
+            batch.coalesce(self.tasks).write.format("noop").mode("overwrite").save()
+
+        topic = self.settings.stream2raw.topic
+        query = (
+            kafka_source(self.spark, self.settings, topic)
+            .writeStream.foreachBatch(noop)
+            .option("checkpointLocation", str(self.folder / "checkpoint"))
+            .trigger(**trigger_kwargs(self.settings.stream2raw.trigger))
+            .start()
+        )
+        query.awaitTermination()
+
+    def rewrite(self, _round: int) -> None:
+        from fink_broker.engine.sinks import write_batch
+
+        archive = self.spark.read.parquet(self.reference).coalesce(self.tasks)
+        write_batch(self.spark, archive, str(self.folder / "rewritten"), 0, ["night"])
+
+    def read(self, _round: int) -> None:
+        archive = self.spark.read.parquet(self.reference).coalesce(self.tasks)
+        archive.write.format("noop").mode("overwrite").save()
+
+
+def floor_report(
+    accounts: dict[str, list[CpuAccount]], seconds: dict[str, list[float]], alerts: int, cores: int
+) -> str:
+    """(f): JVM CPU per alert of each floor part and of the drain (medians over the rounds),
+    the floor they add up to, and the rate it allows on ``cores``."""
+
+    def ms(name: str) -> float:
+        per_round = [a.used.get("Spark JVM", 0.0) for a in accounts[name]]
+        return 1e3 * float(np.median(per_round)) / alerts
+
+    kafka, write, read = ms(FloorParts.KAFKA), ms(FloorParts.WRITE), ms(FloorParts.READ)
+    writer, drain = write - read, ms("drain")
+    floor = kafka + writer
+    # the parts alone can cost more than inside a drain (an uncompressed archive: 2.4 GB
+    # of Rubin alerts read and written again, against the drain's write alone)
+    above = (
+        f"{drain - floor:.3f} ms above the floor"
+        if drain >= floor
+        else f"{floor - drain:.3f} ms below it: the parts cost more alone, no floor here"
+    )
+    return "\n".join(
+        [
+            f"(f) floor, Spark JVM CPU per alert (medians of {len(accounts['drain'])} rounds):",
+            f"    Spark's Kafka source alone (noop sink): {kafka:.3f} ms"
+            f" ({alerts / np.median(seconds[FloorParts.KAFKA]):,.0f} alerts/s)",
+            f"    Spark's Parquet writer alone: {writer:.3f} ms (archive read and written"
+            f" again {write:.3f} ms, less the read alone {read:.3f} ms)",
+            f"    floor {floor:.3f} ms: at most {1e3 * cores / floor:,.0f} alerts/s on {cores}"
+            f" cores with a decoder that cost nothing; stream2raw's drain {drain:.3f} ms,"
+            f" {above}",
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
@@ -218,6 +327,12 @@ def main() -> int:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--warm-rounds", type=int, default=2, help="drains after the first")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="(f): time Spark's Kafka source and Parquet writer alone, in turns with the"
+        " warm drains, for the floor under stream2raw's drain rate",
+    )
     add_keep_option(parser)
     args = parser.parse_args()
 
@@ -265,23 +380,37 @@ def main() -> int:
         spark = get_session(settings, app_name="fink-bench")
         lake = Lake(settings.paths.root, args.survey)
 
-        def drain() -> tuple[int, float]:
-            """(rows, seconds) of one bounded stream2raw run from an empty archive."""
+        def empty_archive(_round: int = 0) -> None:
             for folder_ in (lake.raw, lake.quarantine, lake.checkpoint("stream2raw")):
                 shutil.rmtree(folder_, ignore_errors=True)
             metrics = Path(settings.paths.state_dir) / "metrics" / "stream2raw.jsonl"
             metrics.unlink(missing_ok=True)
-            t0 = time.perf_counter()
-            stream2raw.start(settings, spark).awaitTermination()
-            seconds = time.perf_counter() - t0
-            return spark.read.parquet(lake.raw).count(), seconds
 
+        def drain(_round: int = 0) -> None:
+            """One bounded stream2raw run (into an empty archive)."""
+            stream2raw.start(settings, spark).awaitTermination()
+
+        empty_archive()
         with PeakMemory() as peak:
-            rows, drain_s = drain()
+            t0 = time.perf_counter()
+            drain()
+            drain_s = time.perf_counter() - t0
+        rows = spark.read.parquet(lake.raw).count()
         steady = _steady_rate(settings)
         raw_mb = sum(f.stat().st_size for f in Path(lake.raw).rglob("*.parquet")) / 1e6
-        with CpuAccount() as cpu:
-            warm = [drain()[1] for _ in range(args.warm_rounds)]
+        runs, prepare = {"drain": drain}, {"drain": empty_archive}
+        if args.floor:
+            floor = FloorParts(spark, settings, lake, tmp / "floor")
+            runs.update(floor.runs)
+            prepare.update(floor.prepare)
+        accounts: dict[str, list[CpuAccount]] = {name: [] for name in runs}
+        seconds = alternating_rounds(
+            {name: accounted(run, accounts[name]) for name, run in runs.items()},
+            args.warm_rounds,
+            prepare,
+        )
+        warm = seconds["drain"]
+        cpu = CpuAccount.total(accounts["drain"])
         rate = rows / drain_s
         naive_text = "" if args.survey != "ztf" else f"; {naive:,.0f}/s with fastavro.reader"
         print()
@@ -306,6 +435,8 @@ def main() -> int:
         if warm:
             cores = psutil.cpu_count() or 1
             print(f"(e) CPU, warm drains: {cpu_report(cpu, cores, rows * len(warm))}")
+        if args.floor and warm:
+            print(floor_report(accounts, seconds, rows, cores))
         spark.stop()
     finally:
         processes.stop(settings, "kafka", timeout=30)

@@ -25,3 +25,13 @@ def test_ztf_and_rubin_stamps(datasim):
         assert len(values) == image.shape[0] and len(values[0]) == image.shape[1]
         finite = np.isfinite(image)
         assert np.allclose(np.array(values, dtype=float)[finite], image[finite])
+
+
+def test_api_kinds_are_the_stored_ones():
+    """The API's ``cutout-kind`` values are the kinds the archive stores."""
+    from typing import get_args
+
+    from fink_broker.api.app import Kind
+    from fink_broker.tables.layout import CUTOUT_KINDS
+
+    assert get_args(Kind) == CUTOUT_KINDS

@@ -27,6 +27,7 @@ from fink_broker.science.local_catalogues import local_module
 from fink_broker.tables import layout as L
 
 Format = Literal["json", "csv", "parquet", "votable"]
+#: the ``cutout-kind`` values (a Literal, so the OpenAPI page lists them): ``L.CUTOUT_KINDS``
 Kind = Literal["Science", "Template", "Difference"]
 #: object ids as the archive keys them (ZTF ``ZTF20aaelulu``, Rubin digits, replay copies
 #: ``ZTF20aaelulu_3``, Rubin Solar System sources ``sso-<name>``)

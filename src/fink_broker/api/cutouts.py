@@ -13,9 +13,6 @@ import io
 
 import numpy as np
 
-#: how the API names the three stamps (the survey schemas' ``cutout<Kind>``)
-KINDS = ("Science", "Template", "Difference")
-
 
 def fits_bytes(stamp: bytes) -> bytes:
     """The FITS file of a stored cutout (gunzipped when the survey gzipped it)."""

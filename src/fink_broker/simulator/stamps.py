@@ -65,6 +65,12 @@ class StampLayout:
     masks: np.ndarray
 
 
+def whole_blocks(size: int) -> int:
+    """``size`` bytes rounded up to whole FITS blocks: a header and its data each pad to
+    the next block, so the next HDU starts there."""
+    return -(-size // BLOCK) * BLOCK
+
+
 def _cards(fits: bytes, start: int) -> tuple[dict[str, str], int]:
     """The ``KEY = value`` cards of the header at ``start`` and where its data begins."""
     cards: dict[str, str] = {}
@@ -74,7 +80,7 @@ def _cards(fits: bytes, start: int) -> tuple[dict[str, str], int]:
         pos += CARD
         key = card[:8].strip()
         if key == "END":
-            return cards, start + -(-(pos - start) // BLOCK) * BLOCK
+            return cards, start + whole_blocks(pos - start)
         if card[8:10] == "= ":
             cards[key] = card[10:].split("/")[0].strip()
     raise ValueError("FITS header without END")
@@ -112,7 +118,7 @@ def stamp_layout(stamp: bytes) -> StampLayout | None:
                 last = data + dtype.itemsize - 1 + dtype.itemsize * np.flatnonzero(keep)
                 offsets.append(last)
                 masks.append(np.full(len(last), 0xFF if dtype.kind == "f" else 0x01, np.uint8))
-            pos = data + -(-size // BLOCK) * BLOCK
+            pos = data + whole_blocks(size)
     except (ValueError, KeyError):
         return None
     return StampLayout(
