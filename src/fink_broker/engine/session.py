@@ -102,6 +102,14 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         # 20,000 ZTF alerts took 1.5 s instead of 2.8 s, and GC threads 0.4 CPU-s, not 2.1
         .config("spark.sql.parquet.columnarReaderBatchSize", "256")
         .config("spark.sql.columnVector.offheap.enabled", "true")
+        # Parquet reads a row group's column chunks as one range per file; Hadoop's local
+        # file system serves such "vectored" reads through an AsynchronousFileChannel whose
+        # pool threads never end, and the JDK copies each read through a direct buffer of
+        # the range's size that each thread keeps. Rubin row groups are ~127 MB: raw2science
+        # ran out of direct memory after a dozen micro-batches (tests/spark/
+        # test_direct_memory.py). Plain reads of the same ranges keep no buffer. On an object
+        # store whose connector has its own vectored reads, `[spark] extra` can turn it on.
+        .config("spark.hadoop.parquet.hadoop.vectored.io.enabled", "false")
         # Each Spark execution describes its plan for the UI's SQL tab, UI or not. Spark's
         # "formatted" default lists every attribute of every operator of the alert-wide
         # plans: 16% of the streaming queries' driver CPU in the live pipeline (JFR), on
