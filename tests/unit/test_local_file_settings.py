@@ -20,6 +20,7 @@ def test_laptop_gets_nio_files_and_file_system_logs():
         "spark.driver.extraClassPath": str(JAR),
         "spark.hadoop.fs.file.impl": "org.fink.broker.NioLocalFileSystem",
         "spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINTS,
+        "spark.hadoop.parquet.hadoop.vectored.io.enabled": "false",
     }
     uri = local_file_settings(settings_for("local[2]", "file:///data/fink"), JAR)
     assert uri == out
@@ -28,11 +29,15 @@ def test_laptop_gets_nio_files_and_file_system_logs():
 def test_cluster_executors_keep_hadoop_s_local_file_system():
     """Executors of a cluster may not have Fink's jar at the driver's path."""
     out = local_file_settings(settings_for("spark://head:7077", "/shared/fink"), JAR)
-    assert out == {"spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINTS}
+    assert out == {
+        "spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINTS,
+        "spark.hadoop.parquet.hadoop.vectored.io.enabled": "false",
+    }
 
 
 def test_cluster_file_systems_keep_spark_s_checkpoint_manager():
-    """HDFS's FileContext rename is atomic and forks nothing: Spark's default stays."""
+    """HDFS's FileContext rename is atomic and forks nothing: Spark's default stays, and so
+    do the connectors' own vectored Parquet reads."""
     for root in ("hdfs://nn:8020/fink", "s3a://bucket/fink"):
         out = local_file_settings(settings_for("spark://head:7077", root), JAR)
         assert out == {}

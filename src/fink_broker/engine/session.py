@@ -102,14 +102,6 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         # 20,000 ZTF alerts took 1.5 s instead of 2.8 s, and GC threads 0.4 CPU-s, not 2.1
         .config("spark.sql.parquet.columnarReaderBatchSize", "256")
         .config("spark.sql.columnVector.offheap.enabled", "true")
-        # Parquet reads a row group's column chunks as one range per file; Hadoop's local
-        # file system serves such "vectored" reads through an AsynchronousFileChannel whose
-        # pool threads never end, and the JDK copies each read through a direct buffer of
-        # the range's size that each thread keeps. Rubin row groups are ~127 MB: raw2science
-        # ran out of direct memory after a dozen micro-batches (tests/spark/
-        # test_direct_memory.py). Plain reads of the same ranges keep no buffer. On an object
-        # store whose connector has its own vectored reads, `[spark] extra` can turn it on.
-        .config("spark.hadoop.parquet.hadoop.vectored.io.enabled", "false")
         # Each Spark execution describes its plan for the UI's SQL tab, UI or not. Spark's
         # "formatted" default lists every attribute of every operator of the alert-wide
         # plans: 16% of the streaming queries' driver CPU in the live pipeline (JFR), on
@@ -160,6 +152,14 @@ def local_file_settings(settings: Settings, fink_jvm: Path | None) -> dict[str, 
     not have that jar at a fixed path, keep Hadoop's class. On a local data root, the logs
     go through Spark's ``FileSystem``-based manager, whose rename is a plain file rename; a
     cluster file system (HDFS, S3A) keeps Spark's default.
+
+    Parquet reads local files plainly, not as Hadoop "vectored" reads: the local file
+    system serves those through an ``AsynchronousFileChannel`` whose pool threads never
+    end, and the JDK copies each read through a direct buffer of the range's size (a whole
+    row group, ~127 MB for Rubin) that each of those threads then keeps. raw2science ran
+    out of direct memory in its third round over 20,000 Rubin alerts, and its task waited
+    300 s on the lost read before the query failed (``tests/spark/test_direct_memory.py``).
+    HDFS and S3A connectors have vectored reads of their own, which stay on.
     """
     out: dict[str, str] = {}
     if fink_jvm is not None and settings.spark.master.startswith("local"):
@@ -167,6 +167,7 @@ def local_file_settings(settings: Settings, fink_jvm: Path | None) -> dict[str, 
         out["spark.hadoop.fs.file.impl"] = "org.fink.broker.NioLocalFileSystem"
     if is_local(settings.paths.root):
         out["spark.sql.streaming.checkpointFileManagerClass"] = FILE_SYSTEM_CHECKPOINTS
+        out["spark.hadoop.parquet.hadoop.vectored.io.enabled"] = "false"
     return out
 
 
