@@ -4,9 +4,10 @@ Hadoop's local file system reads a Parquet row group's column chunks as one vect
 range, through an ``AsynchronousFileChannel`` into a heap buffer. The JDK copies each such
 read through a temporary direct buffer of the range's size and, by default, keeps it in a
 per-thread cache, for every thread of the channel's pool. Rubin archives have row groups of
-~127 MB: raw2science ran out of direct memory after a dozen micro-batches
-(``OutOfMemoryError: Cannot reserve 127259136 bytes of direct buffer memory``), and its
-task then waited 300 s on the lost read before failing the query.
+~127 MB: ``benchmarks/raw2science.py`` ran out of direct memory in its third warm round over
+20,000 Rubin alerts (``OutOfMemoryError: Cannot reserve 127259136 bytes of direct buffer
+memory``), and its task then waited 300 s on the lost read before failing the query. Fink
+reads local files plainly (``local_file_settings``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 
 from pyspark.sql import functions as F
 
-#: bytes of the one binary value of the test file: a row group far above the cache cap
+#: bytes of the one binary value of the test file: a buffer kept for it would show
 VALUE_BYTES = 48 * 2**20
 
 

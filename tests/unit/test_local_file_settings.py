@@ -1,4 +1,4 @@
-"""Which Spark settings keep Hadoop from forking processes, per deployment."""
+"""Spark settings for local files, per deployment: no forked processes, plain Parquet reads."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ FILE_SYSTEM_CHECKPOINTS = (
 
 
 def local_file_settings(settings: Settings, fink_jvm: Path | None) -> dict[str, str]:
-    """Spark settings that keep Hadoop from starting processes to write local files.
+    """Spark settings for a local data root and local mode: no forked processes, plain reads.
 
     Without Hadoop's native library, its local file system forks ``chmod`` for each file it
     creates, and its ``FileContext`` API, which Spark's checkpoint and commit logs use by
