@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from fink_broker.plugins import ColumnSpec, ScienceModule, science_module
+from fink_broker.surveys.names import RUBIN_NAME, ZTF_NAME
 
 log = logging.getLogger(__name__)
 
@@ -238,5 +239,5 @@ def make_lc_module(name: str, bands: Sequence[str], surveys: Sequence[str]) -> S
     )(lc_features)
 
 
-lc_features_ztf = make_lc_module("lc_features_ztf", ZTF_BANDS, ("ztf",))
-lc_features_rubin = make_lc_module("lc_features_rubin", RUBIN_BANDS, ("rubin",))
+lc_features_ztf = make_lc_module("lc_features_ztf", ZTF_BANDS, (ZTF_NAME,))
+lc_features_rubin = make_lc_module("lc_features_rubin", RUBIN_BANDS, (RUBIN_NAME,))
