@@ -20,19 +20,49 @@ class CpuAccount:
 
     KINDS = (
         ("Spark JVM", "SparkSubmit"),
+        # the local cluster's (benchmarks/cluster.py): executors, daemons, HDFS
+        ("Spark executors", "CoarseGrainedExecutorBackend"),
+        ("Spark master and workers", "org.apache.spark.deploy."),
+        ("HDFS", "org.apache.hadoop.hdfs.server."),
+        ("HBase", "org.apache.hadoop.hbase."),
         ("Kafka broker", "kafka.Kafka"),
         ("Python workers", "pyspark.daemon"),
         ("simulator", "fink_broker.simulator"),
     )
 
-    def __init__(self) -> None:
+    def __init__(self, scope: str | None = None) -> None:
+        """``scope``: count only this process, its descendants and the processes whose
+        command line holds ``scope`` (a benchmark's scratch folder) and their descendants,
+        not the Spark JVMs and brokers of other people sharing the machine."""
         self.used: dict[str, float] = {}
         self.seconds = 0.0
+        self.scope = scope
+
+    def _in_scope(self, infos: list[dict]) -> set[int]:
+        """The pids of the processes in ``scope`` (all when there is none)."""
+        if self.scope is None:
+            return {info["pid"] for info in infos}
+        parent = {info["pid"]: info["ppid"] for info in infos}
+        roots = {os.getpid()}
+        roots |= {i["pid"] for i in infos if self.scope in " ".join(i["cmdline"] or [])}
+        out = set()
+        for pid in parent:
+            seen, cursor = [], pid
+            while cursor and cursor not in roots and cursor in parent and len(seen) < 64:
+                seen.append(cursor)
+                cursor = parent[cursor]
+            if cursor in roots:
+                out.add(pid)
+        return out
 
     def _snapshot(self) -> dict[tuple[int, float], tuple[str, float]]:
         out = {}
-        for proc in psutil.process_iter(["pid", "cmdline", "create_time", "cpu_times"]):
-            info = proc.info
+        attrs = ["pid", "ppid", "cmdline", "create_time", "cpu_times"]
+        infos = [proc.info for proc in psutil.process_iter(attrs)]
+        mine = self._in_scope(infos)
+        for info in infos:
+            if info["pid"] not in mine:
+                continue
             cmdline = " ".join(info["cmdline"] or [])
             if info["pid"] == os.getpid():
                 kind = "Spark driver (Python)"

@@ -50,6 +50,7 @@ from fink_broker.simulator.replay import replay  # noqa: E402
 from fink_broker.surveys import get_adapter  # noqa: E402
 from fink_broker.surveys.base import iter_alert_files, read_alert_file  # noqa: E402
 from fink_broker.surveys.fields import canonical_frame, evaluate_cuts  # noqa: E402
+from tests.science_frames import raw_value  # noqa: E402
 
 
 class BarePython:
@@ -63,7 +64,8 @@ class BarePython:
 
     def __init__(self, settings: Settings, survey: str, n: int, folder: Path) -> None:
         from fink_broker.engine.modules import external_inputs
-        from fink_broker.services.raw2science import quality_cuts, selected_modules
+        from fink_broker.services.raw2science import selected_modules
+        from fink_broker.surveys import build_survey
 
         adapter = get_adapter(survey)
         base = [read_alert_file(f)[0] for f in iter_alert_files(folder)]
@@ -71,18 +73,26 @@ class BarePython:
         self.records = [
             adapter.with_fresh_ids(base[i % len(base)], i // len(base)) for i in range(n)
         ]
-        self.cuts = quality_cuts(settings, survey)
+        self.cuts = build_survey(settings, survey).cuts
         self.modules = selected_modules(settings, survey)
         # the canonical inputs: module outputs that other modules read come from the join
         self.names = external_inputs(self.modules)
+        #: seconds per module over the timed runs (pandas, one core)
+        self.per_module: dict[str, float] = {}
         self._run(self.records[:50])
+        self.per_module.clear()
 
     def _run(self, records: list[dict]) -> int:
         flags = evaluate_cuts(self.cuts, records)
         kept = [r for r, ok in zip(records, flags["passed_all"], strict=True) if ok]
         frame = canonical_frame(kept, self.survey, self.names)
+        # raw fields that survey modules read (candidate.jdstarthist, prv_candidates.jd)
+        for path in [n for n in self.names if n not in frame.columns]:
+            frame[path] = [raw_value(r, path) for r in kept]
         for m in self.modules:
+            t0 = time.perf_counter()
             frame = frame.join(run_module(m, frame[list(m.inputs)]))
+            self.per_module[m.name] = self.per_module.get(m.name, 0.0) + time.perf_counter() - t0
         return len(kept)
 
     def seconds(self) -> float:
@@ -216,6 +226,9 @@ def main() -> int:
     print()
     rates = ", ".join(f"{args.nalerts / s:,.0f}" for s in warm_bare)
     print(f"(b) cuts, canonical columns and modules on pandas, 1 core, per round: {rates} alerts/s")
+    runs = len(warm_bare) + 1
+    for name, total in sorted(bare.per_module.items(), key=lambda kv: -kv[1]):
+        print(f"    {name}: {args.nalerts * runs / total:,.0f} alerts/s on pandas, 1 core")
     # a round's runs follow each other, so they share the machine's state of the moment: the
     # median of the per-round differences and ratios is steadier than one of medians
     pairs = [

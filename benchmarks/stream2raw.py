@@ -53,7 +53,7 @@ from fink_broker.config import Settings, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
 from fink_broker.lake import Lake  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
-from fink_broker.surveys import get_adapter  # noqa: E402
+from fink_broker.surveys.rubin import lsst_schema  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -155,7 +155,7 @@ def bare_python_rate(survey: str, messages: list[bytes]) -> tuple[float, float]:
             (schema_id,) = struct.unpack(">I", m[1:5])
             parsed = rubin.get(schema_id)
             if parsed is None:
-                parsed = rubin[schema_id] = get_adapter("rubin").wire_schemas()[0].parsed
+                parsed = rubin[schema_id] = lsst_schema(schema_id).parsed
             body = m[5:]
         fastavro.schemaless_reader(io.BytesIO(body), parsed)
     cached = len(messages) / (time.perf_counter() - t0)
@@ -318,6 +318,76 @@ def floor_report(
     )
 
 
+#: the versions of a mixed stream, and whether the simulator re-shapes the datasim alerts
+#: into each (the first of each survey goes out as published)
+MIXED_VERSIONS = {
+    "ztf": (("3.3", False), ("4.02", True)),
+    "rubin": (("9.0", False), ("7.4", True), ("10.0", True), ("11.1", True)),
+}
+
+
+class MixedVersions:
+    """(g): the same number of alerts, in every schema version, on a topic of their own.
+
+    The datasim files are dealt round-robin into one folder per version (links), and each
+    folder is replayed as that version with fresh ids until the topic holds ``nalerts``.
+    """
+
+    def __init__(self, settings: Settings, args: argparse.Namespace, folder: Path, tmp: Path):
+        self.settings = settings
+        self.topic = f"{settings.stream2raw.topic}_mixed"
+        versions = MIXED_VERSIONS[args.survey]
+        folders = [tmp / v for v, _ in versions]
+        for sub in folders:
+            sub.mkdir(parents=True)
+        for i, path in enumerate(sorted(folder.glob("*.avro"))):
+            (folders[i % len(folders)] / path.name).symlink_to(path)
+        per = args.nalerts // len(versions)
+        self.alerts = 0
+        for sub, (version, reshaped) in zip(folders, versions, strict=True):
+            files = len(list(sub.glob("*.avro")))
+            summary = replay(
+                settings,
+                survey=args.survey,
+                folder=sub,
+                topic=self.topic,
+                repeat=-(-per // files),
+                nalerts=per,
+                partitions=args.partitions,
+                schema_version=version if reshaped else None,
+            )
+            self.alerts += summary.alerts
+        self.versions = [v for v, _ in versions]
+        print(f"replayed the mixed stream: {self.alerts} alerts of {', '.join(self.versions)}")
+
+    def drain_with(self, drain: Callable[[int], None]) -> Callable[[int], None]:
+        """``drain``, on the mixed topic."""
+
+        def mixed(round_: int) -> None:
+            single = self.settings.stream2raw.topic
+            self.settings.stream2raw.topic = self.topic
+            try:
+                drain(round_)
+            finally:
+                self.settings.stream2raw.topic = single
+
+        return mixed
+
+    def report(self, seconds: dict[str, list[float]], rows: int, mixed_rows: int) -> str:
+        """(g): both warm rates and their ratio, round by round."""
+        single = float(np.median(seconds["drain"]))
+        mixed = float(np.median(seconds["mixed"]))
+        per_round = ", ".join(
+            f"{(mixed_rows / m) / (rows / s):.2f}"
+            for s, m in zip(seconds["drain"], seconds["mixed"], strict=True)
+        )
+        return (
+            f"(g) mixed versions ({', '.join(self.versions)}): {mixed_rows:,} rows, warm median"
+            f" {mixed_rows / mixed:,.0f} alerts/s against {rows / single:,.0f}/s for one"
+            f" version: {mixed_rows / mixed / (rows / single):.2f} of it (per round {per_round})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", choices=["ztf", "rubin"], default="ztf")
@@ -332,6 +402,12 @@ def main() -> int:
         action="store_true",
         help="(f): time Spark's Kafka source and Parquet writer alone, in turns with the"
         " warm drains, for the floor under stream2raw's drain rate",
+    )
+    parser.add_argument(
+        "--mixed-versions",
+        action="store_true",
+        help="(g): also drain a stream of the same alerts in every schema version (ZTF 3.3 and"
+        " 4.02; Rubin v7.4, v9.0, v10.0, v11.1), in turns with the single-version drains",
     )
     add_keep_option(parser)
     args = parser.parse_args()
@@ -399,6 +475,10 @@ def main() -> int:
         steady = _steady_rate(settings)
         raw_mb = sum(f.stat().st_size for f in Path(lake.raw).rglob("*.parquet")) / 1e6
         runs, prepare = {"drain": drain}, {"drain": empty_archive}
+        if args.mixed_versions:
+            mixed = MixedVersions(settings, args, folder, tmp / "versions")
+            runs["mixed"] = mixed.drain_with(drain)
+            prepare["mixed"] = empty_archive
         if args.floor:
             floor = FloorParts(spark, settings, lake, tmp / "floor")
             runs.update(floor.runs)
@@ -437,6 +517,8 @@ def main() -> int:
             print(f"(e) CPU, warm drains: {cpu_report(cpu, cores, rows * len(warm))}")
         if args.floor and warm:
             print(floor_report(accounts, seconds, rows, cores))
+        if args.mixed_versions and warm:
+            print(mixed.report(seconds, rows, spark.read.parquet(lake.raw).count()))
         spark.stop()
     finally:
         processes.stop(settings, "kafka", timeout=30)

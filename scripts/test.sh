@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The test suite: lint, then every tier (unit, spark, integration with a real local Kafka,
-# e2e through the `fink` command). Extra arguments go to pytest.
+# The test suite: `fink_test` (lint, then every tier: unit, spark, integration with a real
+# local Kafka and HBase, e2e through the `fink` command; coverage at the end).
+# Options and extra arguments go to fink_test (`--without-integration`, `-h`) and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || bash scripts/setup.sh
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
-exec .venv/bin/python -m pytest "$@"
+[ -x .venv/bin/fink_test ] || bash scripts/setup.sh
+exec .venv/bin/fink_test "$@"

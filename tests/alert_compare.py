@@ -41,3 +41,20 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     if expected != actual:
         return [f"{path}: expected {expected!r:.60}, got {actual!r:.60}"]
     return []
+
+
+def as_archived(adapter: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as the raw archive holds it: written in the version it has the fields of,
+    then read by fastavro into the adapter's reader schema (Avro's resolution rules, as
+    fastavro implements them: an independent reference for Spark's)."""
+    import io
+
+    import fastavro
+
+    from fink_broker.surveys.base import record_writer
+
+    wire = record_writer(adapter.accepted, record)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, wire.parsed, record)
+    buf.seek(0)
+    return fastavro.schemaless_reader(buf, wire.parsed, adapter.reader.parsed)

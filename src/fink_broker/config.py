@@ -42,8 +42,12 @@ class PathsSettings:
     root: str = "fink-data"
     #: run state of the local services (PID files, logs, Kafka and HBase data); always local
     state_dir: str = ".fink"
-    #: cache of the JVM jars resolved from Maven Central (Kafka broker, Spark connectors)
+    #: cache of what Fink builds once: the JVM jars resolved from Maven Central (Kafka broker,
+    #: Spark connectors, HBase, HDFS), Fink's own jar, the Python environment sent to executors, and
+    #: the schema registry binary built with cargo (a Rust crate)
     jar_cache: str = "jvm-cache"
+    #: fink-science's models converted to ONNX by scripts/setup.sh (read by the Python workers)
+    models_cache: str = "models-cache"
 
 
 @dataclass
@@ -63,6 +67,13 @@ class SparkSettings:
     log_level: str = "WARN"
     #: extra Spark properties, e.g. {"spark.executor.memory" = "4g"}
     extra: dict[str, str] = field(default_factory=dict)
+    #: with a master that is not local[...]: send the executors this Python environment
+    #: (fink_broker and every package installed next to it, pyspark's jars left out) through
+    #: spark.archives; off: they run the Python that PYSPARK_PYTHON names on each worker
+    ship_python: bool = True
+    #: a packed environment to send instead (a .tar.gz the driver can read, made by
+    #: `fink cluster pack`); empty: this environment, packed once into the jar cache
+    python_archive: str = ""
 
 
 @dataclass
@@ -85,6 +96,17 @@ class KafkaSettings:
     ssl_ca_location: str = ""
     #: extra Kafka consumer properties for Spark's source, e.g. {"kafka.fetch.max.bytes" = "1"}
     consumer: dict[str, str] = field(default_factory=dict)
+    #: producers' acknowledgements: all = every in-sync replica holds the record (at least the
+    #: brokers' min.insync.replicas), 1 = the partition leader only, 0 = none
+    acks: Literal["all", "1", "0"] = "all"
+    #: idempotent producers: a send retried after a broker failure is written once (acks=all)
+    idempotence: bool = True
+    #: a record not acknowledged within this many ms, retries included, fails its delivery
+    delivery_timeout_ms: int = 120000
+    #: a request to a broker (produce, fetch, metadata) is retried after this many ms
+    request_timeout_ms: int = 30000
+    #: pause before a retry, in ms (a leader election after a broker failure takes ~1 s)
+    retry_backoff_ms: int = 200
 
 
 @dataclass
@@ -104,6 +126,37 @@ class LocalKafkaSettings:
 
 
 @dataclass
+class LocalClusterSettings:
+    """The cluster that `fink cluster start` runs on 127.0.0.1: Spark standalone, Kafka, HDFS."""
+
+    #: first of the consecutive loopback ports of the cluster (Spark master and workers,
+    #: brokers, NameNode, DataNode); 0: a free range is chosen at the first start, written here
+    base_port: int = 0
+    #: Spark standalone workers
+    workers: int = 2
+    #: cores each worker offers to executors
+    worker_cores: int = 1
+    #: memory each worker offers to executors
+    worker_memory: str = "1536m"
+    #: heap of each executor (spark.executor.memory in the config the cluster writes)
+    executor_memory: str = "1g"
+    #: heap of the Spark master and worker daemons
+    daemon_memory: str = "256m"
+    #: Kafka brokers, each also a KRaft controller (a majority must live)
+    brokers: int = 3
+    #: replicas of every topic, the brokers' internal ones included
+    replication_factor: int = 3
+    #: in-sync replicas an acks=all write needs: with 3 replicas, one broker may be down
+    min_insync_replicas: int = 2
+    #: partitions of the topics the brokers create
+    partitions: int = 4
+    #: JVM heap of each broker
+    kafka_heap: str = "384m"
+    #: JVM heap of the HDFS NameNode and of the DataNode
+    hdfs_heap: str = "384m"
+
+
+@dataclass
 class Stream2RawSettings:
     """Kafka survey stream -> decoded alerts -> raw Parquet."""
 
@@ -117,8 +170,33 @@ class Stream2RawSettings:
     max_offsets_per_trigger: int = 5000
     #: "availableNow" drains the topic and exits; otherwise a processing time like "2 seconds"
     trigger: str = "2 seconds"
-    #: Rubin: schema ids (registry convention major*100+minor) accepted on the wire
-    rubin_schema_ids: list[int] = field(default_factory=lambda: [900])
+    #: ZTF: the archive's reader schema, a packaged version (3.3, 4.02): every version on
+    #: the wire resolves into it (fields it lacks are dropped, fields they lack are null)
+    ztf_reader_schema: str = "4.02"
+    #: Rubin: schema ids from lsst-alert-packet (major*100+minor) accepted on the wire;
+    #: empty = every id the installed package ships
+    rubin_schema_ids: list[int] = field(default_factory=list)
+    #: Rubin: the archive's reader schema (e.g. "11.1"); empty = the newest the package ships
+    rubin_reader_schema: str = ""
+    #: Confluent-compatible schema registry asked for Rubin schema ids the package does not
+    #: know (e.g. http://host:8081); empty = none, such alerts go to quarantine
+    schema_registry_url: str = ""
+    #: registry HTTP basic-auth user (not a secret); empty = no authentication
+    schema_registry_username: str = ""
+    #: name of the environment variable that holds the registry password
+    schema_registry_password_env: str = "FINK_SCHEMA_REGISTRY_PASSWORD"
+    #: or a file whose first line is the registry password (takes precedence when set)
+    schema_registry_password_file: str = ""
+    #: seconds a registry request may take
+    schema_registry_timeout_s: float = 10.0
+    #: seconds before an id the registry could not give is asked again
+    schema_registry_retry_s: float = 30.0
+    #: where schemas fetched from the registry are kept (empty: <state_dir>/schemas); on a
+    #: cluster, a local folder of every executor
+    schema_cache_dir: str = ""
+    #: largest decoded alert, MB: a Kafka message whose records (inflated) would exceed it is
+    #: quarantined before the memory is taken (deflate bombs); Avro's own length limits too
+    max_decoded_mb: int = 64
 
 
 @dataclass
@@ -163,6 +241,9 @@ class DistributionSettings:
     topic_prefix: str = "fink_"
     #: publish the image cutouts with the alerts (three ~20-60 kB binaries per alert)
     cutouts: bool = True
+    #: what a filter that raises does: fail the micro-batch (retried from the checkpoint,
+    #: so it fails again), or select nothing from that Arrow batch and count its alerts
+    failure_policy: Literal["fail", "null_and_count"] = "null_and_count"
 
 
 @dataclass
@@ -205,6 +286,17 @@ class LocalHBaseSettings:
 
 
 @dataclass
+class LocalRegistrySettings:
+    """The Confluent-API schema registry that `fink start registry` runs on 127.0.0.1."""
+
+    #: HTTP port of the registry's Confluent REST API (8081: the Confluent default)
+    port: int = 8081
+    #: log level of the registry: trace, debug (two lines per request), info (start-up and
+    #: each new schema), warn or error
+    log_level: str = "info"
+
+
+@dataclass
 class ArchiveSettings:
     """Science Parquet -> HBase main table, index tables and cutouts."""
 
@@ -214,11 +306,17 @@ class ArchiveSettings:
     max_files_per_trigger: int = 50
     #: store the image cutouts in HBase (one row per alert, retrievable by alert id)
     cutouts: bool = True
+    #: list the alerts that pass each filter (distribution.filters, or all installed) in the
+    #: tag table, for /api/v1/tags
+    tags: bool = True
+    #: alerts whose anomaly_score is at most this are listed for /api/v1/anomaly (lower is
+    #: more anomalous, as Fink's isolation-forest score)
+    anomaly_threshold: float = -0.5
 
 
 @dataclass
 class ApiSettings:
-    """The REST API over the HBase archive (`fink start api`)."""
+    """The REST API over the HBase archive (`fink start api`): both surveys, one process."""
 
     #: address the API binds to (127.0.0.1: this machine only)
     host: str = "127.0.0.1"
@@ -226,10 +324,27 @@ class ApiSettings:
     port: int = 8000
     #: largest cone-search radius accepted, in arcsec (5 degrees, as Fink's API)
     max_radius_arcsec: float = 18000.0
-    #: most object ids accepted in one /objects request
-    max_objects: int = 100
-    #: most alerts one /latests, /conesearch or /sso answer returns
-    max_results: int = 10000
+    #: most object ids (or names) accepted in one request
+    max_objects: int = 1000
+    #: most rows one answer holds; longer answers come in pages (Fink-Next-Cursor header)
+    max_rows: int = 10000
+    #: most index rows one cone search or sky map may examine before it is refused (400)
+    max_scan_rows: int = 200000
+    #: Thrift connections to HBase the API keeps open
+    pool_size: int = 8
+    #: seconds a request waits for a free Thrift connection before it gets 503
+    pool_timeout_s: float = 10.0
+    #: seconds a pooled Thrift connection may sit unused before it is reopened: the Thrift
+    #: server closes idle sockets (hbase.thrift.server.socket.read.timeout, 60 s by default)
+    pool_idle_s: float = 30.0
+    #: seconds a request may take before it gets 503 (its archive reads stop)
+    request_timeout_s: float = 60.0
+    #: largest request body accepted, in bytes (413 above; a sky map travels in it)
+    max_body_bytes: int = 16 * 2**20
+    #: longest URL (path and query) accepted, in bytes (414 above)
+    max_url_bytes: int = 65536
+    #: largest sky map accepted once unzipped, in bytes
+    max_skymap_bytes: int = 256 * 2**20
 
 
 @dataclass
@@ -255,6 +370,59 @@ class CheckstreamSettings:
 
 
 @dataclass
+class SupervisionSettings:
+    """How Fink restarts a streaming service whose query failed (from its checkpoint)."""
+
+    #: restarts allowed in a row; a run that stays up `healthy_after_s` resets the count
+    max_restarts: int = 50
+    #: wait before the first restart, seconds; each further restart in a row doubles it
+    backoff_s: float = 2.0
+    #: the longest wait between two restarts, seconds (a Kafka or HBase outage is retried
+    #: at this pace, ~50 minutes in all with the defaults, before the service gives up)
+    max_backoff_s: float = 60.0
+    #: a run that lasted this long before failing starts a fresh count of restarts
+    healthy_after_s: float = 600.0
+
+
+@dataclass
+class DashboardSettings:
+    """The operator's web page (`fink start dashboard`): services, rates, lag, latency, alerts."""
+
+    #: address the dashboard binds to (127.0.0.1: this machine only)
+    host: str = "127.0.0.1"
+    #: port of the dashboard
+    port: int = 8050
+    #: seconds between two refreshes of the page and of what it reads
+    refresh_s: float = 2.0
+    #: seconds of micro-batches over which the rates (alerts/s) are averaged
+    rate_window_s: float = 60.0
+    #: minutes of micro-batch history shown in the rate plot
+    history_minutes: float = 30.0
+    #: newest science alerts over which the latency percentiles are computed
+    latency_alerts: int = 5000
+    #: newest science alerts listed with their cutouts
+    latest: int = 10
+    #: REST API that serves cutouts and light curves (empty: http://<api.host>:<api.port>)
+    api_url: str = ""
+    #: seconds a Kafka or REST API request may take before its panel says it is unreachable
+    request_timeout_s: float = 3.0
+
+
+@dataclass
+class DatasimSettings:
+    """`fink datasim download`: public ZTF alerts of one night, from the ZTF alert archive."""
+
+    #: URL of one night's tarball of Avro alert files; {night} is replaced by YYYYMMDD
+    archive_url: str = "https://ztf.uw.edu/alerts/public/ztf_public_{night}.tar.gz"
+    #: folder the nights are unpacked into, one sub-folder per night (<folder>/<night>/)
+    folder: str = "datasim/ztf"
+    #: attempts of one download; each one resumes where the previous stopped
+    attempts: int = 3
+    #: seconds without a byte from the server before an attempt is given up
+    timeout_s: float = 60.0
+
+
+@dataclass
 class Settings:
     """The whole configuration tree."""
 
@@ -262,6 +430,7 @@ class Settings:
     spark: SparkSettings = field(default_factory=SparkSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     local_kafka: LocalKafkaSettings = field(default_factory=LocalKafkaSettings)
+    local_cluster: LocalClusterSettings = field(default_factory=LocalClusterSettings)
     stream2raw: Stream2RawSettings = field(default_factory=Stream2RawSettings)
     raw2science: Raw2ScienceSettings = field(default_factory=Raw2ScienceSettings)
     distribution: DistributionSettings = field(default_factory=DistributionSettings)
@@ -273,10 +442,14 @@ class Settings:
     )
     hbase: HBaseSettings = field(default_factory=HBaseSettings)
     local_hbase: LocalHBaseSettings = field(default_factory=LocalHBaseSettings)
+    local_registry: LocalRegistrySettings = field(default_factory=LocalRegistrySettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     checkstream: CheckstreamSettings = field(default_factory=CheckstreamSettings)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    datasim: DatasimSettings = field(default_factory=DatasimSettings)
     #: the config file this tree was read from, if any
     source: str = ""
 
@@ -285,6 +458,17 @@ class Settings:
         data = dataclasses.asdict(self)
         data.pop("source", None)
         return data
+
+
+def is_local_master(master: str) -> bool:
+    """True for ``local``, ``local[N]`` and ``local[*]``: driver and executors in one JVM,
+    on this machine. Any other master (``spark://``, ``k8s://``, ``yarn``) has executors
+    that share nothing with the driver but what Spark sends them.
+
+    >>> is_local_master("local[2]"), is_local_master("spark://127.0.0.1:7077")
+    (True, False)
+    """
+    return master == "local" or master.startswith("local[")
 
 
 class ConfigError(ValueError):
@@ -338,6 +522,7 @@ def _section_types(section_cls: type) -> dict[str, Any]:
 #: options that Fink no longer reads -> why: config files that ``fink init`` wrote before
 #: still load, with a warning, where an unknown option is an error
 RETIRED_OPTIONS: dict[tuple[str, str], str] = {
+    ("api", "max_results"): "api.max_rows caps every answer; longer ones come in pages",
     ("raw2science", "separate_module_read_mb"): (
         "the science modules always run on a read of their own, zipped back to the alerts"
     ),

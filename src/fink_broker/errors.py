@@ -6,3 +6,7 @@ The CLI prints them as one line and exits 1; anything else is a bug and keeps it
 
 class FinkError(RuntimeError):
     """An expected operational failure, with a message that says what to do."""
+
+    #: whether the failure may pass by itself (an outage), so that a supervised service
+    #: starts again rather than ending (``services.supervision``)
+    transient: bool = False

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from fink_broker.config import KafkaSettings, Settings, kafka_password
+from fink_broker.config import ConfigError, KafkaSettings, Settings, kafka_password
 from fink_broker.errors import FinkError
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: largest message the clients (and a topic created by Fink) accept; Rubin alerts with
 #: cutouts reach a few hundred kB and the broker default of ~1 MB leaves too little margin
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+#: how long producers wait to fill a batch, in ms (the simulator's and Spark's sink)
+LINGER_MS = 20
 
 _SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
 
@@ -71,6 +74,36 @@ def connection_config(kafka: KafkaSettings, env: Mapping[str, str] | None = None
     if kafka.ssl_ca_location:
         config["ssl.ca.location"] = kafka.ssl_ca_location
     return config
+
+
+def producer_delivery(kafka: KafkaSettings) -> dict[str, Any]:
+    """Acknowledgements, idempotence and retry timeouts of a producer writing to ``kafka``.
+
+    The same names in librdkafka (the simulator) and in the Java client (Spark's Kafka sink,
+    which prefixes them with ``kafka.``). On a replicated cluster, ``acks=all`` waits for the
+    in-sync replicas (at least the brokers' ``min.insync.replicas``), so a record survives
+    the loss of its leader; idempotence numbers each producer's records, so a send retried
+    after a broker died is written once, not twice. Both clients then retry until
+    ``delivery_timeout_ms``.
+
+    >>> delivery = producer_delivery(KafkaSettings())
+    >>> delivery["acks"], delivery["enable.idempotence"], delivery["delivery.timeout.ms"]
+    ('all', True, 120000)
+    """
+    if kafka.idempotence and kafka.acks != "all":
+        raise ConfigError(f'kafka.idempotence needs kafka.acks = "all", not {kafka.acks!r}')
+    if kafka.delivery_timeout_ms < kafka.request_timeout_ms + LINGER_MS:
+        raise ConfigError(
+            f"kafka.delivery_timeout_ms ({kafka.delivery_timeout_ms}) must be at least "
+            f"kafka.request_timeout_ms ({kafka.request_timeout_ms}) + {LINGER_MS} ms of linger"
+        )
+    return {
+        "acks": kafka.acks,
+        "enable.idempotence": kafka.idempotence,
+        "delivery.timeout.ms": kafka.delivery_timeout_ms,
+        "request.timeout.ms": kafka.request_timeout_ms,
+        "retry.backoff.ms": kafka.retry_backoff_ms,
+    }
 
 
 def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,6 +222,7 @@ def ensure_topics(
     if refused:
         raise auth_error(kafka, refused[0].str(), section)
     created = []
+    denied: dict[str, str] = {}
     for name, future in futures.items():
         try:
             future.result()
@@ -196,9 +230,25 @@ def ensure_topics(
             log.info("created topic %s", name)
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+                denied[name] = err.args[0].str()
     del admin  # only now: the futures are resolved
+    if denied:
+        raise TopicsRefused(kafka, denied)
     return created
+
+
+class TopicsRefused(FinkError):
+    """The cluster refused to create topics (an ACL, a policy, an invalid name): an operator
+    creates them, or grants the right; restarting would be refused again."""
+
+    def __init__(self, kafka: KafkaSettings, denied: Mapping[str, str]) -> None:
+        self.topics = sorted(denied)
+        reasons = "; ".join(f"{t}: {why}" for t, why in sorted(denied.items()))
+        super().__init__(
+            f"Kafka on {kafka.bootstrap_servers} refused to create the topics "
+            f"{', '.join(self.topics)} ({reasons}). Create them on the cluster (or grant "
+            "this user the right to), then start again."
+        )
 
 
 def with_auth_check(config: Mapping[str, Any]) -> dict[str, Any]:

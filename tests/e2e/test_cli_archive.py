@@ -1,5 +1,5 @@
 """The `fink` command on the archive side, from subprocesses: start/show/stop hbase, init
---hbase, archive --night, start api (queried over HTTP), stop all."""
+--hbase, archive --night and --rebuild, start api (queried over HTTP), stop all."""
 
 from __future__ import annotations
 
@@ -68,6 +68,10 @@ def test_hbase_archive_and_api_from_the_command_line(spark, datasim, tmp_path):
         archived = fink(config, "archive", "--night", night, "--survey", "ztf")
         assert archived.returncode == 0, archived.stdout + archived.stderr
         assert f"e2e_ztf_alerts {science.count()}" in archived.stdout, archived.stdout
+        rebuilt = fink(config, "archive", "--rebuild", "--survey", "ztf")
+        assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+        assert "rebuilt the ztf archive from 1 night(s)" in rebuilt.stdout, rebuilt.stdout
+        assert f"e2e_ztf_alerts {science.count()}" in rebuilt.stdout, rebuilt.stdout
 
         served = fink(config, "start", "api", "--survey", "ztf", "--port", str(api))
         assert served.returncode == 0, served.stdout + served.stderr

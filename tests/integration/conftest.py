@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fink_broker.config import Settings, load_settings
-from fink_broker.infra import hbase_local, kafka_local, processes
+from fink_broker.infra import hbase_local, kafka_local, processes, registry_local
 
 REPO = Path(__file__).resolve().parents[2]
 JAR_CACHE = REPO / "jvm-cache"
@@ -126,3 +126,101 @@ def local_hbase(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         yield settings
     finally:
         hbase_local.stop_hbase(settings, timeout=60)
+
+
+def registry_settings(state_dir: Path) -> Settings:
+    """Settings of a test schema registry: ``state_dir``, a free loopback port, the shared
+    jar cache (its binary is built there by ``python -m fink_broker.infra.jars``)."""
+    (port,) = free_ports(1)
+    return load_settings(
+        None, env={}, overrides={**_state_overrides(state_dir), "local_registry.port": port}
+    )
+
+
+@pytest.fixture
+def fresh_registry_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a test's own registry (free port, tmp state); stopped at teardown if
+    started. For tests that stop it, which must not be the shared session one."""
+    settings = registry_settings(tmp_path / "state")
+    yield settings
+    registry_local.stop_registry(settings)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Confluent-API schema registry (in memory) for the session: its base URL.
+
+    It starts in well under a second; tests keep apart through their own subjects.
+    """
+    settings = registry_settings(tmp_path_factory.mktemp("registry-state"))
+    registry_local.start_registry(settings)
+    try:
+        yield registry_local.registry_url(settings)
+    finally:
+        registry_local.stop_registry(settings)
+
+
+@pytest.fixture(scope="session")
+def archived(spark, datasim, local_hbase, tmp_path_factory):
+    """Science archives of both surveys (the real alerts and later alerts of each object:
+    ``archived_sample``), archived into HBase by the streaming service. Shared by every
+    API test: they read, none writes."""
+    from fink_broker.services import archive
+    from tests.integration.archived_sample import add_later_alerts
+    from tests.spark.test_raw2science import make_lake, run_bounded
+
+    settings, _ = make_lake(spark, datasim, tmp_path_factory.mktemp("archive"))
+    settings.hbase = local_hbase.hbase
+    settings.hbase.namespace = "itarchive"
+    settings.archive.trigger = "availableNow"
+    out = {}
+    for survey in ("ztf", "rubin"):
+        run_bounded(spark, settings, survey)
+        science = add_later_alerts(spark, settings, survey)
+        settings.stream2raw.survey = survey
+        query = archive.start(settings, spark)
+        query.awaitTermination()
+        assert query.exception() is None
+        out[survey] = science
+    settings.stream2raw.survey = "ztf"
+    return settings, out
+
+
+@pytest.fixture(scope="session")
+def api(archived):
+    """A test client of the API over the archive of both surveys."""
+    from fastapi.testclient import TestClient
+
+    from fink_broker.api.app import create_app
+
+    settings, _ = archived
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture(scope="session")
+def api_url(archived) -> Iterator[str]:
+    """The API over HTTP (uvicorn, as `fink start api` serves it) on a free loopback port,
+    for clients that open their own connections (pyvo)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from fink_broker.api.app import create_app
+
+    settings, _ = archived
+    (port,) = free_ports(1)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -8,50 +8,22 @@ schema) as records whose every field equals the archive's row.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from collections import Counter
 from pathlib import Path
 
-import fastavro
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from fink_broker.engine.canonical import canonical_columns
-from fink_broker.engine.filters import filter_inputs
 from fink_broker.lake import Lake
-from fink_broker.plugins.filters import run_filter, topic_name
+from fink_broker.plugins.filters import topic_name
 from fink_broker.services import distribution
 from fink_broker.services.consume import consume
 from fink_broker.surveys import get_adapter
-from fink_broker.surveys.fields import CANONICAL_NAMES
 from tests.alert_compare import differences
+from tests.integration.topics import decode, expected_topics, read_topic
 from tests.spark.test_raw2science import make_lake, run_bounded
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) of ``topic``, from the start to the end offsets (raw bytes)."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False}
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return []
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in meta.partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out: list[tuple[bytes, bytes]] = []
-        while len(out) < sum(ends.values()):
-            for msg in consumer.consume(500, timeout=5):
-                assert msg.error() is None, msg.error()
-                out.append((msg.key(), msg.value()))
-        return out
-    finally:
-        consumer.close()
 
 
 def utc_naive(record: dict) -> dict:
@@ -60,11 +32,6 @@ def utc_naive(record: dict) -> dict:
         k: v.astimezone(dt.UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v
         for k, v in record.items()
     }
-
-
-def decode(key: bytes, value: bytes) -> dict:
-    schema = fastavro.parse_schema(json.loads(key))
-    return fastavro.schemaless_reader(io.BytesIO(value), schema)
 
 
 @pytest.mark.parametrize("survey", ["ztf", "rubin"])
@@ -83,22 +50,14 @@ def test_topics_hold_what_each_filter_selects(spark, local_kafka, datasim, tmp_p
     assert query.exception() is None
 
     adapter = get_adapter(survey)
-    names = filter_inputs(filters)
-    inputs = canonical_columns(
-        science, survey, [n for n in names if n in CANONICAL_NAMES and n not in science.columns]
-    )
-    frame = science.select(
-        adapter.alert_id,
-        *[c.alias(n) for n, c in inputs.items()],
-        *[n for n in names if n not in inputs],
-    ).toPandas()
+    selected = expected_topics(spark, settings, survey)
     rows = {r[adapter.alert_id]: r.asDict(recursive=True) for r in science.collect()}
     nights = {alert_id: row["night"] for alert_id, row in rows.items()}
     total = 0
     published: dict[str, int] = {}
     for f in filters:
-        expected = set(frame.loc[run_filter(f, frame[list(f.inputs)]), adapter.alert_id])
         topic = topic_name(f, adapter.topic_suffix, prefix=settings.distribution.topic_prefix)
+        expected = selected[topic]
         raw_messages = read_topic(local_kafka.bootstrap, topic)
         # read back the way users do: `fink consume`'s decoder and consumer group
         records = consume(settings, [topic], from_beginning=True, timeout=10)

@@ -27,7 +27,7 @@ from fink_broker.plugins.filters import topic_name
 from fink_broker.services import distribution
 from fink_broker.surveys import get_adapter
 from tests.integration.conftest import free_ports
-from tests.integration.test_distribution import decode, read_topic
+from tests.integration.topics import decode, read_topic
 from tests.spark.test_raw2science import make_lake, run_bounded
 
 pytestmark = pytest.mark.integration

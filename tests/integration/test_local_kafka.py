@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from fink_broker.config import Settings
 from fink_broker.infra import kafka_local, processes
+from fink_broker.kafka_clients import TopicsRefused, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,16 @@ def _overrides(settings: Settings) -> dict[str, object]:
         "local_kafka.port": settings.local_kafka.port,
         "local_kafka.controller_port": settings.local_kafka.controller_port,
     }
+
+
+def test_a_refused_topic_creation_names_the_topics_to_create(local_kafka: Any) -> None:
+    settings = Settings()
+    settings.kafka.bootstrap_servers = local_kafka.bootstrap
+    fine = f"fink_refusal_ok_{uuid.uuid4().hex[:8]}"
+    refused = "fink_" + "x" * 300  # longer than the 249 characters a topic name may have
+    with pytest.raises(TopicsRefused) as error:
+        ensure_topics(settings.kafka, [fine, refused])
+    assert error.value.topics == [refused]
+    assert refused in str(error.value) and "Create them on the cluster" in str(error.value)
+    assert not error.value.transient  # a supervised distribution stops on it
+    assert ensure_topics(settings.kafka, [fine]) == []  # the valid one was created

@@ -64,8 +64,9 @@ def _decode(survey: str, value: bytes) -> dict[str, Any]:
         (record,) = list(fastavro.reader(io.BytesIO(value)))
         return record
     magic, schema_id = struct.unpack(">bI", value[:5])
+    # the files are lsst.v9_0 alerts, replayed as published: behind v9's id
     assert (magic, schema_id) == (0, 900)
-    schema = adapter.wire_schemas()[0].parsed
+    (schema,) = [w.parsed for w in adapter.wire_schemas() if w.key == str(schema_id)]
     return fastavro.schemaless_reader(io.BytesIO(value[5:]), schema, None)
 
 

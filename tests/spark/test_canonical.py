@@ -44,6 +44,7 @@ from fink_broker.surveys.fields import (
     canonical_frame,
     evaluate_cuts,
 )
+from tests.alert_compare import as_archived
 from tests.spark.test_decode import kafka_like
 
 pytestmark = pytest.mark.spark
@@ -61,11 +62,17 @@ def archive(spark: SparkSession, survey: str, records: Sequence[Mapping[str, Any
 
 
 @pytest.fixture(scope="module")
-def real(spark, datasim: Path) -> dict[str, tuple[list[dict], DataFrame]]:
+def real(spark, datasim: Path) -> dict[str, tuple[list[dict], DataFrame, list[dict]]]:
+    """Per survey: the alerts as archived (resolved into the reader schema), their archive
+    frame, and the alerts as published."""
     out = {}
     for survey in ("ztf", "rubin"):
         records = [read_alert_file(f)[0] for f in iter_alert_files(datasim / survey)]
-        out[survey] = (records, archive(spark, survey, records))
+        # the Python reference reads what the archive holds: each alert resolved into the
+        # reader schema (a v9 Rubin alert in a v11 archive has no ssSource.residualRa)
+        adapter = get_adapter(survey)
+        resolved = [as_archived(adapter, r) for r in records]
+        out[survey] = (resolved, archive(spark, survey, records), records)
     return out
 
 
@@ -103,18 +110,19 @@ def mismatches(expected: pd.DataFrame, rows: Sequence[Row], prefix: str = "") ->
     return out
 
 
-#: table paths the archived schema lacks (ZTF 3.3, Rubin lsst.v9_0): the v10+ Solar System
-#: fields, and nothing else (a typo in a table would show up here as a new absent path)
+#: table paths the archive's reader schema lacks (ZTF 4.02, Rubin lsst.v11_1): v9's Solar
+#: System fields that v10 renamed or replaced, and nothing else (a typo in a table would show
+#: up here as a new absent path)
 ABSENT = {
     "ztf": "",
-    "rubin": "mpc_orbits.packed_primary_provisional_designation, ssSource.designation, "
-    "ssSource.ephOffset, ssSource.ephVmag",
+    "rubin": "MPCORB.mpcDesignation, ssSource.predictedVMagnitude, ssSource.residualDec, "
+    "ssSource.residualRa",
 }
 
 
 @pytest.mark.parametrize("survey", ["ztf", "rubin"])
 def test_canonical_columns_and_cuts_equal_the_python_reference(real, survey, caplog):
-    records, df = real[survey]
+    records, df, _published = real[survey]
     cuts = CUTS[survey]
     with caplog.at_level(logging.INFO, logger="fink_broker.engine.canonical"):
         extended = with_canonical(df, survey)
@@ -169,7 +177,7 @@ def test_canonical_columns_and_cuts_equal_the_python_reference(real, survey, cap
 
 
 def test_naming_clashes_and_reuse_of_marked_columns(real):
-    _, df = real["ztf"]
+    _, df, _ = real["ztf"]
     extended = with_canonical(df, "ztf", ["objectId", "mjd"])
     # ZTF's raw objectId is the canonical objectId: replaced in place, not duplicated
     assert extended.columns == [*df.columns, "mjd"]
@@ -260,8 +268,10 @@ def _rubin_edge_cases(records: Sequence[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("survey", ["ztf", "rubin"])
 def test_edge_cases_match_python(spark, real, survey):
-    records = (_ztf_edge_cases if survey == "ztf" else _rubin_edge_cases)(real[survey][0])
-    df = archive(spark, survey, records)
+    published = (_ztf_edge_cases if survey == "ztf" else _rubin_edge_cases)(real[survey][2])
+    df = archive(spark, survey, published)
+    adapter = get_adapter(survey)
+    records = [as_archived(adapter, r) for r in published]
     cuts = CUTS[survey]
     rows = df.orderBy("kafka_offset").select(*canonical_select(df, survey), *cut_flags(df, cuts))
     rows = rows.collect()

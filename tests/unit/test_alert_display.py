@@ -32,6 +32,7 @@ from fink_broker.services.alert_display import (
     field_at,
     format_table,
 )
+from fink_broker.services.stream_offsets import read_spark_offsets
 from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
 
@@ -130,8 +131,8 @@ def test_fink_outgoing_format_gives_the_record_values(decoder: AlertDecoder, sur
 def test_outgoing_with_fink_columns_and_a_leading_zero_byte(decoder: AlertDecoder) -> None:
     """Fink adds columns; an empty first string makes the body start like Confluent's magic."""
     record, schema = _alerts("ztf")[0]
-    schema = {**schema, "fields": [{"name": "fink_class", "type": "string"}, *schema["fields"]]}
-    key, value = outgoing({**record, "fink_class": ""}, schema)
+    schema = {**schema, "fields": [{"name": "finkclass", "type": "string"}, *schema["fields"]]}
+    key, value = outgoing({**record, "finkclass": ""}, schema)
     assert value[0] == 0
     summary = decoder.summarize(value, key)
     assert summary.ok, summary.error
@@ -280,7 +281,7 @@ def test_stream2raw_lag_without_or_with_another_checkpoint(tmp_path: Path) -> No
 
 def test_read_spark_offsets_skips_other_sources() -> None:
     text = 'v1\n{"batchWatermarkMs":0}\n{"logOffset":3}\n-\n{"a":{"0":5},"b":{"1":2}}'
-    assert checkstream.read_spark_offsets(text) == {"a": {0: 5}, "b": {1: 2}}
+    assert read_spark_offsets(text) == {"a": {0: 5}, "b": {1: 2}}
 
 
 def test_report_render_has_every_part(decoder: AlertDecoder) -> None:

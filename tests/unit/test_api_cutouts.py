@@ -28,10 +28,11 @@ def test_ztf_and_rubin_stamps(datasim):
 
 
 def test_api_kinds_are_the_stored_ones():
-    """The API's ``cutout-kind`` values are the kinds the archive stores."""
+    """The API's ``kind`` / ``cutout-kind`` values are the kinds the archive stores, and
+    Fink's ``All``."""
     from typing import get_args
 
-    from fink_broker.api.app import Kind
+    from fink_broker.api.models import CutoutKind
     from fink_broker.tables.layout import CUTOUT_KINDS
 
-    assert get_args(Kind) == CUTOUT_KINDS
+    assert get_args(CutoutKind) == (*CUTOUT_KINDS, "All")

@@ -21,7 +21,7 @@ def frame() -> pd.DataFrame:
             "i:magpsf": np.array([19.123457, np.nan], dtype=np.float32),
             "d:mjd": [58849.25, 58850.5],
             "d:hist": [[1.0, float("nan")], None],
-            "d:fink_class": ["Unknown", None],
+            "d:finkclass": ["Unknown", None],
         }
     )
 

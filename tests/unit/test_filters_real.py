@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fink_broker.plugins import filters_for, modules_for, resolve_order, run_filter, run_module
+from fink_broker.plugins import filters_for, modules_for, run_filter
 from fink_broker.science import catalogues as cats
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
-from fink_broker.surveys.fields import canonical_frame
+from tests.science_frames import enriched_frame
 
 SURVEYS = ("ztf", "rubin")
 DATASIM = Path(__file__).resolve().parents[2].parent / "shared" / "datasim"
@@ -40,11 +40,8 @@ def enriched() -> dict[str, pd.DataFrame]:
     out = {}
     for survey in SURVEYS:
         records = [read_alert_file(f)[0] for f in iter_alert_files(DATASIM / survey)]
-        frame = canonical_frame(records, survey)
-        frame.index = frame.index * 7 + 11  # not a RangeIndex: filters must keep the index
-        for module in resolve_order(modules_for(survey)):
-            frame = frame.join(run_module(module, frame))
-        out[survey] = frame
+        # not a RangeIndex: filters must keep the index
+        out[survey] = enriched_frame(records, survey, modules_for(survey), index_offset=(7, 11))
     return out
 
 
@@ -188,3 +185,44 @@ def test_brightening_of_a_real_vsx_star(enriched):
     # the same past, only 0.3 mag fainter, is ordinary variability
     frame.at[row, "hist_mag"] = np.array([mag + 0.3, mag + 0.3, mag])
     assert not run_filter(f, frame).loc[row]
+
+
+# ---------------------------------------------------------------------------------------
+# Filters on classifier scores (one survey each)
+
+
+def expect_anomaly(row: Row) -> bool:
+    score = row["anomaly_score"]
+    return not null(score) and score != 0.0 and score <= -0.0164
+
+
+def expect_superluminous(row: Row) -> bool:
+    return not null(row["slsn_score"]) and row["slsn_score"] >= 0.5
+
+
+def _only(survey: str, name: str):
+    (f,) = [f for f in filters_for(survey) if f.name == name]
+    assert all(f.name != name for other in SURVEYS if other != survey for f in filters_for(other))
+    return f
+
+
+def test_anomaly_notification_on_real_alerts(enriched):
+    frame = enriched["ztf"]
+    mask = run_filter(_only("ztf", "anomaly_notification"), frame)
+    want = [expect_anomaly(r) for r in frame.to_dict("records")]
+    assert mask.tolist() == want
+    # the provisional threshold keeps the lowest tenth of the night's real alerts
+    assert mask.sum() == 5
+    assert frame.loc[mask, "anomaly_score"].max() < frame.loc[~mask, "anomaly_score"].min()
+
+
+def test_superluminous_on_real_alerts_and_planted_scores(enriched):
+    f = _only("rubin", "superluminous")
+    frame = enriched["rubin"]
+    # the real alerts have at most two points: none is scored, none is selected
+    assert (frame["slsn_score"] == 0).all() and not run_filter(f, frame).any()
+    planted = frame.head(5).copy()
+    planted["slsn_score"] = [0.49, 0.5, 0.93, 0.0, np.nan]
+    assert run_filter(f, planted).tolist() == [expect_superluminous(r) for r in
+                                               planted.to_dict("records")]  # fmt: skip
+    assert run_filter(f, planted).tolist() == [False, True, True, False, False]

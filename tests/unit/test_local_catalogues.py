@@ -17,6 +17,7 @@ from fink_broker.config import load_settings
 from fink_broker.plugins import run_module
 from fink_broker.science import local_catalogues as local
 from fink_broker.services import raw2science
+from fink_broker.surveys import get_adapter
 from fink_broker.surveys.base import iter_alert_files, read_alert_file
 from fink_broker.surveys.fields import canonical_frame
 
@@ -131,11 +132,12 @@ def test_api_column_docs_describe_local_catalogue_columns(config, tmp_path, aler
         class_col=None,
     )
     types = {"d:xm_targets_id": "string", "d:xm_targets_sep_arcsec": "double"}
-    bare = {c["name"]: c for c in column_docs("ztf", types)}
+    ztf = get_adapter("ztf")
+    bare = {c["name"]: c for c in column_docs(ztf, types)}
     assert bare["d:xm_targets_id"]["doc"] == ""  # entry points do not know the catalogue
     module = local.local_module(settings)
     assert module is not None
-    docs = {c["name"]: c for c in column_docs("ztf", types, [module])}
+    docs = {c["name"]: c for c in column_docs(ztf, types, [module])}
     assert "targets" in docs["d:xm_targets_id"]["doc"]
     assert docs["d:xm_targets_sep_arcsec"]["unit"] == "arcsec"
     assert docs["d:xm_targets_sep_arcsec"]["doc"]

@@ -45,7 +45,7 @@ def test_tables_cover_exactly_the_canonical_columns():
 
 
 def test_unknown_survey_is_rejected():
-    with pytest.raises(ValueError, match="no canonical table for survey 'ps1'"):
+    with pytest.raises(ValueError, match="unknown survey 'ps1'"):
         canonical_frame([], "ps1")
 
 

@@ -193,3 +193,19 @@ def test_j_name_format():
         "J000000.00-003000.0",
         "J235959.99+895924.0",
     ]
+
+
+def test_mangrove_none_names_fall_back_to_2mass():
+    """The Mangrove file writes a missing name as the string "None": never an id."""
+    root = cats.package_dir("fink_science")
+    if root is None:
+        pytest.skip("fink-science is not installed")
+    path = root / "data" / "catalogs" / "mangrove_filtered.parquet"
+    raw = pd.read_parquet(path, columns=["HyperLEDA_name", "2MASS_name"])
+    frame = cats.get_catalogue("mangrove").read()
+    assert not frame["id"].isin(["None", ""]).any()
+    no_leda = (raw["HyperLEDA_name"] == "None") & (raw["2MASS_name"] != "None")
+    assert no_leda.sum() > 50_000
+    assert (frame["id"][no_leda.to_numpy()] == raw["2MASS_name"][no_leda]).all()
+    neither = (raw["HyperLEDA_name"] == "None") & (raw["2MASS_name"] == "None")
+    assert frame["id"][neither.to_numpy()].isna().all()

@@ -152,7 +152,7 @@ def test_alert_source_copies(datasim):
     varied = AlertSource(adapter, folder)
     same = AlertSource(adapter, folder, same_cutouts=True)
     stamps = DistinctStamps()
-    original = varied.records[0]
+    original, _schema = read_alert_file(next(iter_alert_files(folder)))
     copy = stamps.apply(adapter.with_fresh_ids(original, 1), 0, 1)
     assert copy["cutoutScience"]["fileName"] == original["cutoutScience"]["fileName"]
     assert copy["cutoutScience"]["stampData"] != original["cutoutScience"]["stampData"]

@@ -15,8 +15,7 @@ from typing import Any
 from fink_broker.plugins import ColumnSpec, ScienceModule, discover
 from fink_broker.science.provenance import ENGINE_COLUMNS
 from fink_broker.science.provenance import OUTPUTS as PROVENANCE
-from fink_broker.surveys import get_adapter
-from fink_broker.surveys.base import alert_struct
+from fink_broker.surveys.base import SurveyAdapter, alert_struct
 from fink_broker.surveys.fields import CANONICAL_COLUMNS
 from fink_broker.tables import layout as L
 
@@ -25,10 +24,16 @@ ENGINE_DOCS: dict[str, tuple[str, str]] = {
     "kafka_topic": ("", "Kafka topic the alert was read from"),
     "kafka_partition": ("", "Kafka partition of the alert"),
     "kafka_offset": ("", "Kafka offset of the alert in its partition"),
+    "kafka_record": (
+        "",
+        "position of the alert in its Kafka message (a ZTF container may hold several)",
+    ),
     "kafka_timestamp": ("UTC", "Kafka timestamp of the alert (survey publication time)"),
     "fink_ingest_time": ("UTC", "time stream2raw decoded the alert"),
     "fink_module_failures": ("", "science modules that failed on this alert, if any"),
     "night": ("", "observing night YYYYMMDD (UTC date of the observation)"),
+    # the archive indexes it for /api/v1/anomaly; the module that writes it declares it too
+    "anomaly_score": ("", "anomaly score (lower: more anomalous), listed by /api/v1/anomaly"),
 }
 
 
@@ -41,9 +46,8 @@ def _record_fields(avro_type: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def survey_docs(survey: str) -> dict[str, str]:
-    """``i:`` qualifier -> the survey's own description, from every schema version."""
-    adapter = get_adapter(survey)
+def survey_docs(adapter: SurveyAdapter) -> dict[str, str]:
+    """Survey-column qualifier -> the survey's own description, from every schema version."""
     main = alert_struct(adapter)
     docs: dict[str, str] = {}
     for wire in adapter.wire_schemas():
@@ -73,15 +77,18 @@ def fink_specs(survey: str, local: Iterable[ScienceModule] = ()) -> dict[str, Co
 
 
 def column_docs(
-    survey: str, types: Mapping[str, str], local: Iterable[ScienceModule] = ()
+    adapter: SurveyAdapter,
+    types: Mapping[str, str],
+    local: Iterable[ScienceModule] = (),
+    survey_family: str = L.SURVEY_FAMILY,
 ) -> Iterator[dict[str, str]]:
     """One entry per archived column: name, family, Spark type, unit, description."""
-    survey_doc = survey_docs(survey)
-    fink = fink_specs(survey, local)
+    survey_doc = survey_docs(adapter)
+    fink = fink_specs(adapter.name, local)
     for name in sorted(types):
         family, _, qualifier = name.partition(":")
         unit, doc = "", ""
-        if family == L.SURVEY_FAMILY:
+        if family == survey_family:
             doc = survey_doc.get(qualifier, "")
         elif qualifier in fink:
             unit, doc = fink[qualifier].unit, fink[qualifier].description

@@ -2,8 +2,11 @@
 
 ZTF sends each cutout as a gzipped FITS file and Rubin as a plain FITS file; both are
 stored as sent, so the FITS answer is the survey's own file (gunzipped) with its header
-and WCS. The PNG is a preview for people: ZScale limits (IRAF's, via astropy) and a
-linear stretch, NaN pixels black.
+and WCS. The PNG is a preview for people, drawn with Fink's options: a ``stretch``
+(``sigmoid`` of the standardised pixels, Fink's default; or ``linear``, ``sqrt``,
+``power``, ``log``, ``asinh`` between the ``pmin`` and ``pmax`` percentiles), an optional
+``convolution_kernel`` (``gauss`` or ``box``, one pixel wide) and a matplotlib
+``colormap`` (grey levels by default). NaN pixels are drawn as the lowest level.
 """
 
 from __future__ import annotations
@@ -30,23 +33,74 @@ def pixels(stamp: bytes) -> np.ndarray:
     raise ValueError("the cutout holds no image")
 
 
-def png(stamp: bytes) -> bytes:
-    """A grey-scale PNG preview (ZScale limits, linear stretch)."""
-    from astropy.visualization import ZScaleInterval
+class UnknownColormap(ValueError):
+    """``colormap`` names no matplotlib colormap."""
+
+
+def _sigmoid(data: np.ndarray) -> np.ndarray:
+    std = data.std()
+    z = (data - data.mean()) / (std if std > 0 else 1.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def normalised(
+    data: np.ndarray, stretch: str = "sigmoid", pmin: float = 0.5, pmax: float = 99.5
+) -> np.ndarray:
+    """Pixel values mapped to [0, 1] by ``stretch`` (NaN pixels at 0)."""
+    from astropy import visualization as vis
+
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.zeros(data.shape)
+    filled = np.where(finite, data, np.nanmin(data))
+    if stretch == "sigmoid":
+        out = _sigmoid(filled)
+    else:
+        low, high = vis.AsymmetricPercentileInterval(pmin, pmax).get_limits(filled[finite])
+        span = high - low if high > low else 1.0
+        stretches = {
+            "linear": vis.LinearStretch(),
+            "sqrt": vis.SqrtStretch(),
+            "power": vis.PowerStretch(2.0),
+            "log": vis.LogStretch(),
+            "asinh": vis.AsinhStretch(),
+        }
+        out = stretches[stretch](np.clip((filled - low) / span, 0.0, 1.0), clip=True)
+    return np.where(finite, np.clip(out, 0.0, 1.0), 0.0)
+
+
+def png(
+    stamp: bytes,
+    stretch: str = "sigmoid",
+    colormap: str | None = None,
+    pmin: float = 0.5,
+    pmax: float = 99.5,
+    kernel: str | None = None,
+) -> bytes:
+    """A PNG preview of a cutout, with Fink's drawing options (module docstring)."""
     from PIL import Image
 
-    data = pixels(stamp)
-    finite = np.isfinite(data)
-    scaled = np.zeros(data.shape, dtype=np.uint8)
-    if finite.any():
-        low, high = ZScaleInterval().get_limits(data[finite])
-        span = high - low if high > low else 1.0
-        norm = np.clip((np.where(finite, data, low) - low) / span, 0.0, 1.0)
-        scaled = (norm * 255.0).round().astype(np.uint8)
+    image = normalised(pixels(stamp), stretch, pmin, pmax)
+    if kernel is not None:
+        from astropy.convolution import Box2DKernel, Gaussian2DKernel, convolve
+
+        shape = Gaussian2DKernel(1, x_size=5, y_size=5) if kernel == "gauss" else Box2DKernel(5)
+        image = np.clip(convolve(image, shape, boundary="extend"), 0.0, 1.0)
     # FITS rows run bottom-up, image rows top-down
-    image = Image.fromarray(np.flipud(scaled), mode="L")
+    image = np.flipud(image)
+    if colormap is None:
+        picture = Image.fromarray((image * 255.0).round().astype(np.uint8), mode="L")
+    else:
+        import matplotlib
+
+        try:
+            cmap = matplotlib.colormaps[colormap]
+        except KeyError:
+            raise UnknownColormap(f"{colormap!r} is not a matplotlib colormap") from None
+        rgba = (cmap(image) * 255.0).round().astype(np.uint8)
+        picture = Image.fromarray(rgba, mode="RGBA")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -88,7 +88,10 @@ def _votable(frame: pd.DataFrame) -> bytes:
 
     flat = _flat(frame)
     for name in flat.columns:  # astropy needs str columns without None
-        if flat[name].dtype == object:
+        if pd.api.types.is_datetime64_any_dtype(flat[name].dtype):
+            # times as ISO text: astropy makes an object column of them it cannot write
+            flat[name] = flat[name].map(lambda v: "" if pd.isna(v) else v.isoformat())
+        elif flat[name].dtype == object:
             flat[name] = flat[name].map(lambda v: "" if v is None else str(v))
     with warnings.catch_warnings():
         # astropy warns that it derives IDs from names; they are set just below

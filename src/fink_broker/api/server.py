@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> None:
-    """Run the API of the configured survey on ``api.host:api.port`` (blocks).
+    """Run the API of both surveys on ``api.host:api.port`` (blocks).
 
     uvicorn finishes the requests in flight on SIGTERM, so `fink stop api` is graceful.
     """
@@ -20,7 +20,7 @@ def serve(settings: Settings) -> None:
 
     app = create_app(settings)
     log.info(
-        "Fink API (%s) on http://%s:%d, HBase %s:%d, docs at /docs",
+        "Fink API (/ztf, /rubin; unprefixed: %s) on http://%s:%d, HBase %s:%d, docs at /docs",
         settings.stream2raw.survey,
         settings.api.host,
         settings.api.port,

@@ -1,9 +1,15 @@
-"""Reads of the HBase archive for the REST API: light curves, index scans, cutouts.
+"""Reads of one survey's HBase archive for the REST API: connections, schemas, alert rows.
 
 Every query first reads an index (or the object's key prefix), then fetches only the main
 rows it selected, with the requested columns filtered by HBase itself. Cells are decoded
 with the types of the schema table (:mod:`fink_broker.tables.cells`), so values come back
-as the science Parquet held them.
+as the science Parquet held them. Index scans live in :mod:`fink_broker.api.index_reads`.
+
+Every Thrift call goes through :meth:`ArchiveStore.table`: a connection is taken from the
+pool within ``api.pool_timeout_s`` (else 503, never a wait without end), reopened first
+when it sat unused longer than ``api.pool_idle_s`` (the Thrift server has dropped it by
+then, and the first read on it would fail), and each row read checks the request's deadline
+(:func:`fink_broker.api.limits.check_deadline`).
 """
 
 from __future__ import annotations
@@ -12,70 +18,125 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import happybase
-import numpy as np
 import pandas as pd
+from happybase.pool import NoConnectionsAvailable
 from thriftpy2.thrift import TException
 
+from fink_broker.api.index_reads import IndexReads
+from fink_broker.api.limits import Cursor, check_deadline
 from fink_broker.config import Settings
 from fink_broker.errors import FinkError
-from fink_broker.infra.hbase_schema import merged_types, read_schemas
-from fink_broker.science.xmatch import separation_arcsec
-from fink_broker.surveys import get_adapter
-from fink_broker.surveys.base import alert_struct
+from fink_broker.infra.hbase_schema import merged_history_types, merged_types, read_schemas
+from fink_broker.surveys.archive_shapes import shape_of
+from fink_broker.surveys.base import SurveyAdapter, alert_struct
 from fink_broker.tables import layout as L
-from fink_broker.tables.cells import decode_point, typed_frame
-from fink_broker.tables.layout import INDEX_TYPES
+from fink_broker.tables.cells import typed_frame
 from fink_broker.tables.records import parse_record_schemas, row_values, schema_of
-from fink_broker.tables.sky import disc_ranges
 
 #: seconds the merged column types are reused before the schema table is read again
 SCHEMA_TTL_S = 60.0
 #: main-table keys fetched per Thrift ``getRows`` call
 ROWS_PER_CALL = 500
-#: columns every alert answer carries, whatever the selection (sorting, identification)
-ALWAYS = (
-    L.column(L.FINK_FAMILY, "objectId"),
-    L.column(L.FINK_FAMILY, "alertId"),
-    L.column(L.FINK_FAMILY, "mjd"),
-)
+#: rows fetched per Thrift ``scannerGetList`` call of a scan
+SCAN_BATCH = 500
 
 
 class ArchiveUnavailable(FinkError):
-    """HBase (through its Thrift gateway) did not answer a query."""
+    """HBase (through its Thrift gateway) did not answer a query, or not in time."""
 
 
-class ArchiveStore:
+@dataclass(frozen=True)
+class Page:
+    """One page of a paged answer and the cursor of the next (None: the last page)."""
+
+    frame: pd.DataFrame
+    cursor: Cursor | None = None
+
+
+class ArchiveStore(IndexReads):
     """Thread-safe reads of one survey's archive through a pool of Thrift connections."""
 
-    def __init__(self, settings: Settings, survey: str, *, pool_size: int = 4) -> None:
+    def __init__(self, settings: Settings, adapter: SurveyAdapter) -> None:
         hb = settings.hbase
-        self.tables = L.ArchiveTables(hb.namespace, survey)
-        self.survey = survey
-        self._pool = happybase.ConnectionPool(
-            size=pool_size,
-            host=hb.thrift_host,
-            port=hb.thrift_port,
-            timeout=int(hb.timeout_s * 1000),
-            transport=hb.transport,
-            protocol=hb.protocol,
-            autoconnect=False,
-        )
+        self.adapter = adapter
+        self.survey = adapter.name
+        self.shape = shape_of(adapter.name)
+        self.families = self.shape.families
+        self.tables = self.shape.tables(hb.namespace)
+        self.pool_timeout_s = settings.api.pool_timeout_s
+        self.pool_idle_s = settings.api.pool_idle_s
+        #: id of a pooled connection -> monotonic time it was last taken or given back
+        self._last_used: dict[int, float] = {}
+        self._pool_options = {
+            "size": settings.api.pool_size,
+            "host": hb.thrift_host,
+            "port": hb.thrift_port,
+            "timeout": int(hb.timeout_s * 1000),
+            "transport": hb.transport,
+            "protocol": hb.protocol,
+            "autoconnect": False,
+        }
+        self._pool: happybase.ConnectionPool | None = None
         self._types: dict[str, str] = {}
+        self._history: dict[str, dict[str, str]] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._read_at = -SCHEMA_TTL_S
-        self._lock = threading.Lock()
-        self._main_struct = alert_struct(get_adapter(survey))
+        self._lock = threading.RLock()
+        self.main_struct = alert_struct(adapter)
+
+    def _connections(self) -> happybase.ConnectionPool:
+        """The pool, made at first use: happybase opens a connection to make one, and an
+        API started while HBase is down must answer 503, not fail to start."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = happybase.ConnectionPool(**self._pool_options)
+            return self._pool
 
     @contextlib.contextmanager
-    def _table(self, kind: L.TableKind) -> Iterator[happybase.Table]:
+    def connection(self) -> Iterator[happybase.Connection]:
+        """A pooled connection, within ``api.pool_timeout_s``; HBase errors become 503."""
+        check_deadline()
         try:
-            with self._pool.connection() as connection:
-                yield connection.table(self.tables.name(kind))
+            pool = self._connections()
+            with pool.connection(timeout=self.pool_timeout_s) as connection:
+                self._reopen_if_idle(connection)
+                try:
+                    yield connection
+                finally:
+                    self._last_used[id(connection)] = time.monotonic()
+        except NoConnectionsAvailable:
+            raise ArchiveUnavailable(
+                f"no free HBase connection within {self.pool_timeout_s} s; retry"
+            ) from None
         except (TException, OSError) as err:
             raise ArchiveUnavailable(f"HBase did not answer: {err}") from None
+
+    def _reopen_if_idle(self, connection: happybase.Connection) -> None:
+        """Reopen a connection unused for more than ``api.pool_idle_s``: the server closed
+        its socket, which the client only learns from the next read ("TSocket read 0
+        bytes"). A nested use by the same thread finds it just taken, and keeps it."""
+        now = time.monotonic()
+        last = self._last_used.get(id(connection))
+        if last is not None and now - last > self.pool_idle_s:
+            connection.close()
+            connection.open()
+        self._last_used[id(connection)] = now
+
+    @contextlib.contextmanager
+    def table(self, kind: L.TableKind) -> Iterator[happybase.Table]:
+        with self.connection() as connection:
+            yield connection.table(self.tables.name(kind))
+
+    def scan(self, kind: L.TableKind, **options: Any) -> Iterator[tuple[bytes, dict]]:
+        """Rows of one table (happybase ``scan`` options), checking the deadline per row."""
+        with self.table(kind) as table:
+            for key, cells in table.scan(batch_size=SCAN_BATCH, **options):
+                check_deadline()
+                yield key, cells
 
     # -- schemas ------------------------------------------------------------------------
 
@@ -84,7 +145,15 @@ class ArchiveStore:
         with self._lock:
             if force or time.monotonic() - self._read_at > SCHEMA_TTL_S:
                 rows = self.schemas()
+                stale = sorted({int(r["layout"]) for r in rows} - {L.LAYOUT_VERSION})  # type: ignore[call-overload]
+                if stale:
+                    raise ArchiveUnavailable(
+                        f"the {self.survey} archive holds rows of layout {stale}, this API "
+                        f"reads layout {L.LAYOUT_VERSION}: rebuild it with `fink archive "
+                        f"--rebuild --survey {self.survey}` (README: Migrating an archive)"
+                    )
                 self._types = merged_types(rows)
+                self._history = merged_history_types(rows)
                 self._records = {
                     str(r["key"]): parse_record_schemas(r["records"])  # type: ignore[arg-type]
                     for r in rows
@@ -96,13 +165,15 @@ class ArchiveStore:
         self._refresh()
         return dict(self._types)
 
+    def history_types(self) -> dict[str, dict[str, str]]:
+        """History list -> field -> Spark type of the items the ``upper`` table holds."""
+        self._refresh()
+        return {name: dict(fields) for name, fields in self._history.items()}
+
     def schemas(self) -> list[dict[str, object]]:
         """The schema rows: one per broker version and column set written."""
-        try:
-            with self._pool.connection() as connection:
-                return read_schemas(connection, self.tables)
-        except (TException, OSError) as err:
-            raise ArchiveUnavailable(f"HBase did not answer: {err}") from None
+        with self.connection() as connection:
+            return read_schemas(connection, self.tables)
 
     def _record_schemas(self, key: str | None) -> dict[str, Any]:
         if key not in self._records:  # written after our last read of the schema table
@@ -113,168 +184,128 @@ class ArchiveStore:
 
     # -- alerts -------------------------------------------------------------------------
 
-    def _rows(
+    def rows(
         self, keys: Sequence[bytes], columns: Sequence[str] | None
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Main rows of ``keys`` that exist, in the order of ``keys``."""
         rows: list[tuple[bytes, dict[bytes, bytes]]] = []
-        with self._table(L.TableKind.ALERTS) as table:
+        with self.table(L.TableKind.ALERTS) as table:
             for start in range(0, len(keys), ROWS_PER_CALL):
+                check_deadline()
                 chunk = list(keys[start : start + ROWS_PER_CALL])
-                rows += table.rows(chunk, columns=_cells_for(columns))
+                rows += table.rows(chunk, columns=self.cells_for(columns))
         return rows
 
-    def _fetch(self, keys: Sequence[bytes], columns: Sequence[str] | None) -> pd.DataFrame:
+    def fetch(self, keys: Sequence[bytes], columns: Sequence[str] | None) -> pd.DataFrame:
         """Main rows of ``keys`` (in that order, missing ones skipped), decoded."""
-        return self._frame([cells for _, cells in self._rows(keys, columns)], columns)
+        return self.frame([cells for _, cells in self.rows(keys, columns)], columns)
 
-    def _frame(self, rows: list[dict[bytes, bytes]], columns: Sequence[str] | None):
+    def always(self) -> tuple[str, ...]:
+        """Columns every alert answer carries, whatever the selection (identification,
+        sorting): Fink's object id, alert id and time."""
+        fink = self.families.fink
+        return tuple(L.column(fink, n) for n in ("objectId", "alertId", "mjd"))
+
+    def frame(self, rows: list[dict[bytes, bytes]], columns: Sequence[str] | None) -> pd.DataFrame:
+        """Decoded main rows; a column a row's schema version lacks is null there."""
         types = self.types()
         records = [
-            row_values(cells, self._record_schemas(schema_of(cells)), self._main_struct)
+            row_values(
+                cells,
+                self._record_schemas(schema_of(cells, self.families)),
+                self.main_struct,
+                self.families,
+            )
             for cells in rows
         ]
         if columns is None:
             names = sorted(types)
         else:
-            names = [*[c for c in ALWAYS if c not in columns], *columns]
+            names = [*[c for c in self.always() if c not in columns], *columns]
         return typed_frame(records, types, names)
 
-    def objects(self, object_ids: Sequence[str], columns: Sequence[str] | None) -> pd.DataFrame:
-        """Every alert of each object, in time order."""
-        rows: list[dict[bytes, bytes]] = []
-        with self._table(L.TableKind.ALERTS) as table:
-            for object_id in object_ids:
-                scan = table.scan(
-                    row_prefix=L.object_prefix(object_id), columns=_cells_for(columns)
-                )
-                rows += [cells for _, cells in scan]
-        return _by_time(self._frame(rows, columns))
+    def cells_for(self, columns: Sequence[str] | None) -> list[bytes]:
+        """The main-table cells that hold ``columns`` (all three when None): Fink's record
+        and the schema key always, the survey's record only when a survey column is asked."""
+        families = self.families
+        cells = [families.fink_record, families.schema_cell]
+        if columns is None or any(c.startswith(f"{families.survey}:") for c in columns):
+            cells.append(families.survey_record)
+        return [c.encode() for c in cells]
 
-    def history(self, object_ids: Sequence[str]) -> pd.DataFrame:
-        """Upper limits (ZTF) and forced photometry (Rubin) of the objects, in time order."""
-        points: list[dict[str, Any]] = []
-        with self._table(L.TableKind.UPPER) as table:
-            for object_id in object_ids:
-                for _, cells in table.scan(row_prefix=L.object_prefix(object_id)):
-                    point = decode_point(cells[_POINT], INDEX_TYPES, L.INDEX_FAMILY)
-                    points.append({_OBJECT: object_id, **point})
-        frame = typed_frame(points, INDEX_TYPES)
-        if frame.empty:
-            return frame
-        return frame.sort_values(L.column(L.INDEX_FAMILY, "mjd"), kind="stable", ignore_index=True)
-
-    def latests(
+    def paged_keys(
         self,
-        label: str,
-        n: int,
-        columns: Sequence[str] | None,
-        start: float | None = None,
-        stop: float | None = None,
-    ) -> pd.DataFrame:
-        """The ``n`` newest alerts of a class, optionally within ``[start, stop]`` (MJD)."""
-        prefix = f"{label}{L.KEY_SEP}"
-        first = prefix + (L.inverted_mjd_key(stop) if stop is not None else "")
-        last = prefix + (L.inverted_mjd_key(start - 1e-8) if start is not None else "\x7f")
-        refs: list[bytes] = []
-        with self._table(L.TableKind.CLASS) as table:
-            for _, cells in table.scan(row_start=first.encode(), row_stop=last.encode()):
-                if _within(cells, start, stop):
-                    refs.append(cells[_KEY])
-                    if len(refs) >= n:
-                        break
-        return self._fetch(refs, columns)
+        kind: L.TableKind,
+        prefixes: Sequence[bytes],
+        limit: int,
+        cursor: Cursor | None,
+        *,
+        keys_only: bool = False,
+        columns: Sequence[bytes] | None = None,
+    ) -> tuple[list[tuple[int, bytes, dict]], Cursor | None]:
+        """Rows of the key ranges ``prefixes`` in order, at most ``limit``, from ``cursor``.
 
-    def conesearch(
+        Returns (range index, key, cells) of each row and the cursor of the next page.
+        """
+        found: list[tuple[int, bytes, dict]] = []
+        first = cursor.part if cursor is not None else 0
+        key_filter = b"KeyOnlyFilter()" if keys_only else None
+        for part in range(first, len(prefixes)):
+            prefix = prefixes[part]
+            start = prefix
+            if cursor is not None and part == cursor.part and cursor.after is not None:
+                start = cursor.after + b"\x00"  # the first key after the last one read
+            scan = self.scan(
+                kind,
+                row_start=start,
+                row_stop=L.prefix_stop(prefix),
+                filter=key_filter,
+                columns=columns,
+                limit=limit - len(found) + 1,
+            )
+            for key, cells in scan:
+                if len(found) == limit:
+                    return found, Cursor(found[-1][0], found[-1][1])
+                found.append((part, key, cells))
+        return found, None
+
+    def objects(
         self,
-        ra: float,
-        dec: float,
-        radius_arcsec: float,
+        object_ids: Sequence[str],
         columns: Sequence[str] | None,
-        start: float | None = None,
-        stop: float | None = None,
-        limit: int = 10000,
-    ) -> pd.DataFrame:
-        """Alerts within ``radius_arcsec`` of (ra, dec), nearest first, with their
-        separation in ``v:separation_arcsec``."""
-        found: list[tuple[float, float, bytes]] = []
-        with self._table(L.TableKind.PIXEL) as table:
-            for lo, hi in disc_ranges(ra, dec, radius_arcsec):
-                scan = table.scan(
-                    row_start=L.pixel_key(lo).encode(), row_stop=L.pixel_key(hi).encode()
-                )
-                for _, cells in scan:
-                    if _within(cells, start, stop):
-                        found.append((_float(cells, "ra"), _float(cells, "dec"), cells[_KEY]))
-        if not found:
-            return self._fetch([], columns).assign(**{SEPARATION: pd.Series(dtype=float)})
-        keys = [key for _, _, key in found]
-        separation = separation_arcsec(
-            ra, dec, np.array([r for r, _, _ in found]), np.array([d for _, d, _ in found])
+        limit: int,
+        cursor: Cursor | None = None,
+    ) -> Page:
+        """The alerts of each object (in the order of ``object_ids``, each in time order),
+        at most ``limit`` per page."""
+        prefixes = [L.object_prefix(i) for i in object_ids]
+        cells = self.cells_for(columns)
+        found, following = self.paged_keys(
+            L.TableKind.ALERTS, prefixes, limit, cursor, columns=cells
         )
-        inside = np.flatnonzero(separation <= radius_arcsec)
-        order = inside[np.argsort(separation[inside], kind="stable")][:limit]
-        by_key = {keys[i]: float(separation[i]) for i in order}
-        fetched = self._rows([keys[i] for i in order], columns)
-        frame = self._frame([cells for _, cells in fetched], columns)
-        frame[SEPARATION] = np.array([by_key[key] for key, _ in fetched], dtype=float)
-        return frame
+        return Page(self.frame([c for _, _, c in found], columns), following)
 
-    def sso(self, names: Sequence[str], columns: Sequence[str] | None) -> pd.DataFrame:
-        """Alerts of known Solar System objects by name or number, in time order."""
-        refs: list[bytes] = []
-        with self._table(L.TableKind.SSO) as table:
-            for name in names:
-                prefix = f"{L.sso_key(name)}{L.KEY_SEP}".encode()
-                refs += [cells[_KEY] for _, cells in table.scan(row_prefix=prefix)]
-        return _by_time(self._fetch(refs, columns))
+    def object_keys(self, object_ids: Sequence[str]) -> dict[str, list[bytes]]:
+        """The main-table keys of each object's alerts, oldest first (a scan of keys only:
+        the key holds the time)."""
+        out: dict[str, list[bytes]] = {}
+        for object_id in object_ids:
+            scan = self.scan(
+                L.TableKind.ALERTS,
+                row_prefix=L.object_prefix(object_id),
+                filter=b"KeyOnlyFilter() AND FirstKeyOnlyFilter()",
+            )
+            out[object_id] = [key for key, _ in scan]
+        return out
 
-    def cutouts(self, alert_ids: Sequence[int], kind: str) -> dict[int, bytes]:
-        """Cutout bytes of ``kind`` by alert id (ids without one are absent)."""
-        qualifier = L.column(L.CUTOUT_FAMILY, kind).encode()
-        with self._table(L.TableKind.CUTOUTS) as table:
-            rows = table.rows([str(a).encode() for a in alert_ids], columns=[qualifier])
-        return {int(key): cells[qualifier] for key, cells in rows if qualifier in cells}
+    def latest_keys(self, object_ids: Sequence[str]) -> list[bytes]:
+        """The main-table key of each object's newest alert (objects without one skipped).
+
+        Keys sort by time within an object, so the last key of its prefix is the newest.
+        """
+        return [keys[-1] for keys in self.object_keys(object_ids).values() if keys]
 
     def count(self, kind: L.TableKind) -> int:
         """Rows of one table (a full scan of row keys only: for tests and operators)."""
-        with self._table(kind) as table:
-            scan = table.scan(filter=b"FirstKeyOnlyFilter() AND KeyOnlyFilter()")
-            return sum(1 for _ in scan)
-
-
-SEPARATION = "v:separation_arcsec"
-_KEY = L.column(L.INDEX_FAMILY, "key").encode()
-_MJD = L.column(L.INDEX_FAMILY, "mjd").encode()
-
-
-_POINT = L.POINT_CELL.encode()
-_OBJECT = L.column(L.INDEX_FAMILY, "objectId")
-
-
-def _cells_for(columns: Sequence[str] | None) -> list[bytes]:
-    """The main-table cells that hold ``columns`` (all three when None): Fink's record
-    and the schema key always, the survey's record only when an ``i:`` column is asked."""
-    cells = [L.FINK_RECORD, L.SCHEMA_CELL]
-    if columns is None or any(c.startswith(f"{L.SURVEY_FAMILY}:") for c in columns):
-        cells.append(L.SURVEY_RECORD)
-    return [c.encode() for c in cells]
-
-
-def _float(cells: dict[bytes, bytes], name: str) -> float:
-    value = cells.get(L.column(L.INDEX_FAMILY, name).encode())
-    return float(value) if value is not None else float("nan")
-
-
-def _within(cells: dict[bytes, bytes], start: float | None, stop: float | None) -> bool:
-    if start is None and stop is None:
-        return True
-    mjd = float(cells[_MJD])
-    return (start is None or mjd >= start) and (stop is None or mjd <= stop)
-
-
-def _by_time(frame: pd.DataFrame) -> pd.DataFrame:
-    mjd = L.column(L.FINK_FAMILY, "mjd")
-    if mjd not in frame.columns or frame.empty:
-        return frame
-    return frame.sort_values(mjd, kind="stable", ignore_index=True)
+        scan = self.scan(kind, filter=b"FirstKeyOnlyFilter() AND KeyOnlyFilter()")
+        return sum(1 for _ in scan)

@@ -1,7 +1,8 @@
 """The ``fink`` command: parse -> settings -> service.
 
 Verbs: ``init``, ``start <service>``, ``stop <service|all>``, ``show``, ``modules``,
-``catalogs``, ``filters``, ``archive``, ``simulator``, ``consume`` (parser: ``cli/parser.py``).
+``catalogs``, ``filters``, ``archive``, ``simulator``, ``datasim``, ``consume``, ``cluster``
+(parser: ``cli/parser.py``; ``cluster``: ``cli/cluster.py``).
 Services run in the background with a PID file and a log file (``--foreground`` keeps them
 attached); ``stop`` only ever signals processes recorded in Fink's own PID files.
 """
@@ -9,12 +10,13 @@ attached); ``stop`` only ever signals processes recorded in Fink's own PID files
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fink_broker.cli.parser import DEFAULT_CONFIG, build_parser
 from fink_broker.config import ConfigError, Settings, dump_toml, load_settings
@@ -26,6 +28,10 @@ log = logging.getLogger("fink")
 #: set in the environment of a service that `fink start` launched in the background, so the
 #: child does not register itself a second time
 SUPERVISED_ENV = "FINK_SUPERVISED"
+
+
+if TYPE_CHECKING:
+    from fink_broker.surveys.base import SurveyAdapter
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
@@ -43,7 +49,14 @@ def _section_of(args: argparse.Namespace) -> str:
 
 
 #: the setting that a service's --port flag sets
-_PORT_OF = {"kafka": "local_kafka.port", "api": "api.port"}
+_PORT_OF = {
+    "kafka": "local_kafka.port",
+    "api": "api.port",
+    "dashboard": "dashboard.port",
+    "registry": "local_registry.port",
+}
+#: the setting that a service's --host flag sets
+_HOST_OF = {"dashboard": "dashboard.host"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -51,6 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     section = _section_of(args)
     flags: dict[str, Any] = {
         "paths.root": getattr(args, "root", None),
+        "paths.state_dir": getattr(args, "state_dir", None),
         "spark.master": getattr(args, "master", None),
         "kafka.bootstrap_servers": getattr(args, "bootstrap", None),
         "stream2raw.survey": getattr(args, "survey", None),
@@ -58,7 +72,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         f"{section}.trigger": getattr(args, "trigger", None),
         "raw2science.noscience": getattr(args, "noscience", None),
         "raw2science.modules": getattr(args, "modules", None),
-        "raw2science.failure_policy": getattr(args, "failure_policy", None),
+        f"{'distribution' if section == 'distribution' else 'raw2science'}.failure_policy": (
+            getattr(args, "failure_policy", None)
+        ),
         "distribution.filters": getattr(args, "filters", None),
         f"{section if section == 'archive' else 'distribution'}.cutouts": getattr(
             args, "cutouts", None
@@ -71,11 +87,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "local_kafka.controller_port": getattr(args, "controller_port", None),
         "hbase.thrift_port": getattr(args, "thrift_port", None),
         "local_hbase.zookeeper_port": getattr(args, "zookeeper_port", None),
-        "api.host": getattr(args, "host", None),
+        _HOST_OF.get(getattr(args, "service", None) or "", "api.host"): getattr(args, "host", None),
+        "dashboard.api_url": getattr(args, "api_url", None),
     }
     settings = load_settings(_config_path(args), overrides=flags)
     if getattr(args, "simulator", False):
-        settings.kafka.bootstrap_servers = f"127.0.0.1:{settings.local_kafka.port}"
+        from fink_broker.infra.local_cluster import local_bootstrap
+
+        settings.kafka.bootstrap_servers = local_bootstrap(settings)
         settings.kafka.security_protocol = "PLAINTEXT"
     return settings
 
@@ -151,6 +170,18 @@ def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
         pids = ", ".join(f"{r.name} {r.pid}" for r in records)
         print(f"hbase running: pids {pids}, Thrift 127.0.0.1:{settings.hbase.thrift_port}")
         return 0
+    if args.service == "registry":
+        from fink_broker.infra.registry_local import registry_url, start_registry
+
+        record = start_registry(settings, foreground=args.foreground)
+        print(f"registry running: pid {record.pid}, Confluent API {registry_url(settings)}")
+        return 0
+
+    from fink_broker.surveys import build_survey
+
+    # the survey, built once from the settings (its schemas, registry and cuts), for every
+    # service this command starts
+    survey = build_survey(settings)
     supervised = os.environ.get(SUPERVISED_ENV) == args.service
     if not args.foreground:
         state = Path(settings.paths.state_dir)
@@ -162,89 +193,85 @@ def cmd_start(args: argparse.Namespace, argv: Sequence[str]) -> int:
             settings=settings,
             env={**os.environ, SUPERVISED_ENV: args.service},
             log_path=log_path,
-            **_where(args, settings),
+            **_where(args, settings, survey),
         )
         print(f"{args.service} running: pid {record.pid}, log {log_path}")
+        if args.service == "dashboard":
+            from fink_broker.dashboard.server import announce
+
+            return announce(settings, record)
         return 0
     if not supervised:
-        processes.register_foreground(args.service, settings=settings, **_where(args, settings))
-    return _run_service(args, settings)
+        processes.register_foreground(
+            args.service, settings=settings, **_where(args, settings, survey)
+        )
+    return _run_service(args, settings, survey)
 
 
-def _where(args: argparse.Namespace, settings: Settings) -> dict[str, list]:
+def _where(args: argparse.Namespace, settings: Settings, survey: SurveyAdapter) -> dict[str, list]:
     """What `fink show` lists for a service: the API's port, the others' input topic."""
     if args.service == "api":
         return {"ports": [settings.api.port], "topics": []}
+    if args.service == "dashboard":
+        return {"ports": [settings.dashboard.port], "topics": []}
     if args.service == "archive":
         return {"ports": [], "topics": []}
-    return {"ports": [], "topics": [_topic_of(args, settings)]}
+    return {"ports": [], "topics": [_topic_of(args, settings, survey)]}
 
 
-def _topic_of(args: argparse.Namespace, settings: Settings) -> str:
+def _topic_of(args: argparse.Namespace, settings: Settings, survey: SurveyAdapter) -> str:
     from fink_broker.services.streaming import input_topic
-    from fink_broker.surveys import get_adapter
 
     if getattr(args, "topic", None):
         return args.topic
-    adapter = get_adapter(
-        settings.stream2raw.survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids
-    )
-    return input_topic(settings, adapter)
+    return input_topic(settings, survey)
 
 
-def _run_service(args: argparse.Namespace, settings: Settings) -> int:
-    if args.service == "stream2raw":
-        from fink_broker.services import stream2raw
+def _run_service(args: argparse.Namespace, settings: Settings, survey: SurveyAdapter) -> int:
+    from fink_broker.services.supervision import supervise
 
-        stream2raw.run(settings)
-        return 0
-    if args.service == "raw2science":
-        from fink_broker.services import raw2science
+    streaming = {"stream2raw", "raw2science", "distribution", "archive"}
+    if args.service in streaming:
+        module = importlib.import_module(f"fink_broker.services.{args.service}")
+        reset = [bool(getattr(args, "reset_checkpoint", False))]
 
-        raw2science.run(settings)
-        return 0
-    if args.service == "distribution":
-        from fink_broker.services import distribution
+        def body() -> None:
+            # --reset-checkpoint applies to the first start only, not to the restarts
+            first, reset[0] = reset[0], False
+            module.run(settings, survey, reset_checkpoint=first)
 
-        distribution.run(settings)
+        # a failed query is started again from its checkpoint (services.supervision)
+        supervise(args.service, settings, body)
         return 0
     if args.service == "checkstream":
         from fink_broker.services import checkstream
 
-        return checkstream.run_from_args(args, settings) or 0
-    if args.service == "archive":
-        from fink_broker.services import archive
-
-        archive.run(settings)
-        return 0
+        return checkstream.run_from_args(args, settings, survey) or 0
     if args.service == "api":
         from fink_broker.api.server import serve
 
-        serve(settings)
+        serve(settings)  # the API builds the adapters of the surveys it serves
+        return 0
+    if args.service == "dashboard":
+        from fink_broker.dashboard.server import serve as serve_dashboard
+
+        serve_dashboard(settings)
         return 0
     raise ValueError(f"unknown service {args.service}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Stop one service or all, gracefully first, by PID file only."""
+    """Stop one service or all, gracefully first, by PID file only: the services before the
+    systems they write to (``infra.shutdown``)."""
     from fink_broker.infra import processes
+    from fink_broker.infra.shutdown import stop_in_order
 
     settings = settings_from_args(args)
-    from fink_broker.infra.hbase_local import MASTER, THRIFT, stop_hbase
-
     targets = (
         [r.name for r in processes.running(settings)] if args.service == "all" else [args.service]
     )
-    # Stop the services before the stores they use: the Thrift gateway stops with the
-    # HBase master, and Kafka goes last.
-    targets = [t for t in targets if t != THRIFT] + ([MASTER] if THRIFT in targets else [])
-    targets = sorted(dict.fromkeys(targets), key=lambda name: (name == "kafka", name == MASTER))
     status = 0
-    for name in targets:
-        if name == MASTER:
-            stopped = stop_hbase(settings, timeout=args.timeout)
-        else:
-            stopped = processes.stop(settings, name, timeout=args.timeout)
+    for name, stopped in stop_in_order(settings, targets, timeout=args.timeout).items():
         if stopped:
             print(f"stopped {name}")
         else:
@@ -256,6 +283,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Table of running services: PID, start time, uptime, CPU, memory, ports or topics."""
     from fink_broker.infra import processes
+    from fink_broker.services.supervision import restarts_since
 
     settings = settings_from_args(args)
     records = processes.running(settings)
@@ -263,18 +291,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("no Fink service is running")
         return 0
     print(
-        f"{'service':<12} {'pid':>7} {'started':<20} {'uptime':>9} {'cpu%':>6} {'rss MiB':>8}"
-        "  ports/topics"
+        f"{'service':<16} {'pid':>7} {'started':<20} {'uptime':>9} {'cpu%':>6} {'rss MiB':>8}"
+        f" {'restarts':>8}  ports/topics"
     )
     for record in records:
         use = processes.usage(record)
         where = ", ".join(
             [f"127.0.0.1:{p}" for p in record.ports] + [f"topic {t}" for t in record.topics]
         )
+        restarts = restarts_since(settings, record.name, record.started_at)
         print(
-            f"{record.name:<12} {record.pid:>7} {record.started_at[:19]:<20} "
+            f"{record.name:<16} {record.pid:>7} {record.started_at[:19]:<20} "
             f"{_duration(use['uptime_s']):>9} {use['cpu_percent']:>6.1f} "
-            f"{use['rss_mib']:>8.0f}  {where}"
+            f"{use['rss_mib']:>8.0f} {restarts:>8}  {where}"
         )
     return 0
 
@@ -362,21 +391,33 @@ def cmd_filters(args: argparse.Namespace) -> int:
     if not args.name or not args.night:
         raise ConfigError("fink filters test needs a filter name and --night YYYYMMDD")
     from fink_broker.services.distribution import dry_run
+    from fink_broker.surveys import build_survey
 
-    passed, total = dry_run(settings, args.name, args.night)
-    survey = settings.stream2raw.survey
-    print(f"{args.name}: {passed} of {total} {survey} alerts of night {args.night} pass")
+    survey = build_survey(settings)
+    passed, total = dry_run(settings, args.name, args.night, survey)
+    print(f"{args.name}: {passed} of {total} {survey.name} alerts of night {args.night} pass")
     return 0
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    """Archive one past night of the science archive into HBase, in one bounded run."""
-    from fink_broker.services.archive import archive_night
+    """Archive one past night of the science archive into HBase, in one bounded run; or
+    (``--rebuild``) drop the survey's tables and archive every night again."""
+    from fink_broker.services.archive import archive_night, rebuild
+    from fink_broker.surveys import build_survey
 
     settings = settings_from_args(args)
-    written = archive_night(settings, args.night)
-    rows = ", ".join(f"{table} {n}" for table, n in sorted(written.items()))
-    print(f"archived night {args.night} of {settings.stream2raw.survey}: {rows or 'no alert'}")
+    adapter = build_survey(settings)
+    survey = adapter.name
+    nights = (
+        rebuild(settings, survey=adapter)
+        if args.rebuild
+        else {args.night: archive_night(settings, args.night, survey=adapter)}
+    )
+    for night, written in nights.items():
+        rows = ", ".join(f"{table} {n}" for table, n in sorted(written.items()))
+        print(f"archived night {night} of {survey}: {rows or 'no alert'}")
+    if args.rebuild:
+        print(f"rebuilt the {survey} archive from {len(nights)} night(s)")
     return 0
 
 
@@ -416,6 +457,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_simulator(args)
         if args.verb == "archive":
             return cmd_archive(args)
+        if args.verb == "datasim":
+            from fink_broker.datasim import night
+
+            return night.run_from_args(args, settings_from_args(args))
+        if args.verb == "cluster":
+            from fink_broker.cli.cluster import cmd_cluster
+
+            return cmd_cluster(args, settings_from_args(args), _config_path(args))
         if args.verb == "consume":
             from fink_broker.services import consume
 

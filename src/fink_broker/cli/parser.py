@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from fink_broker import __version__
+from fink_broker.surveys.names import SURVEY_NAMES
 
 DEFAULT_CONFIG = "fink.toml"
 
@@ -44,7 +45,7 @@ def _service_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     parser.add_argument("--topic", help="input topic (default: the survey's topic of the night)")
     parser.add_argument(
         "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "2 seconds"'
@@ -54,7 +55,7 @@ def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     parser.add_argument(
         "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
     )
@@ -68,11 +69,14 @@ def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _distribution_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     parser.add_argument(
         "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
     )
     parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    parser.add_argument(
+        "--failure-policy", choices=["fail", "null_and_count"], help="when a filter raises"
+    )
     parser.add_argument(
         "--no-cutouts",
         dest="cutouts",
@@ -91,7 +95,7 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
 def _checkstream_flags(parser: argparse.ArgumentParser) -> None:
     from fink_broker.services import checkstream
 
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     checkstream.add_arguments(parser)
 
 
@@ -102,8 +106,12 @@ def _hbase_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _registry_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="HTTP port (local_registry.port)")
+
+
 def _archive_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     parser.add_argument(
         "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "30 seconds"'
     )
@@ -117,9 +125,21 @@ def _archive_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=["ztf", "rubin"], help="survey the API serves")
+    parser.add_argument(
+        "--survey",
+        choices=SURVEY_NAMES,
+        help="survey of the unprefixed /api/v1 routes (both are served under their names)",
+    )
     parser.add_argument("--host", help="address to bind (api.host)")
     parser.add_argument("--port", type=int, help="port (api.port)")
+
+
+def _dashboard_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (dashboard.host)")
+    parser.add_argument("--port", type=int, help="port (dashboard.port)")
+    parser.add_argument(
+        "--api-url", help="REST API for cutouts and light curves (dashboard.api_url)"
+    )
 
 
 #: service -> (help, flag adder)
@@ -136,9 +156,21 @@ SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     ),
     "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
     "hbase": ("local standalone HBase and its Thrift gateway on 127.0.0.1", _hbase_flags),
+    "registry": (
+        "local Confluent-API schema registry (in memory) on 127.0.0.1",
+        _registry_flags,
+    ),
     "archive": ("science Parquet -> HBase main, index and cutout tables", _archive_flags),
     "api": ("REST API over the HBase archive (OpenAPI docs at /docs)", _api_flags),
+    "dashboard": (
+        "web page of the live pipeline: services, rates, lag, latency, latest alerts",
+        _dashboard_flags,
+    ),
 }
+
+
+#: the services with a streaming checkpoint (and so --reset-checkpoint)
+CHECKPOINTED = ("stream2raw", "raw2science", "distribution", "archive")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub)
         _service_flags(sub)
         add_flags(sub)
+        if name in CHECKPOINTED:
+            sub.add_argument(
+                "--reset-checkpoint",
+                action="store_true",
+                help="start a new checkpoint (the old one is kept aside) when it no longer "
+                "matches the archive: the input is read again, archived alerts are dropped",
+            )
 
     stop = verbs.add_parser("stop", help="stop a service started by fink (or all of them)")
     _common(stop)
@@ -178,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = verbs.add_parser("modules", help="science modules: list what is installed")
     _common(modules)
     modules.add_argument("action", choices=["list"], help="list: modules with their columns")
-    modules.add_argument("--survey", choices=["ztf", "rubin"], help="only modules for a survey")
+    modules.add_argument("--survey", choices=SURVEY_NAMES, help="only modules for a survey")
 
     catalogs = verbs.add_parser(
         "catalogs", help="cross-match catalogues: list them, add or remove your own"
@@ -224,24 +263,54 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("action", choices=["list", "test"])
     filters.add_argument("name", nargs="?", help="filter to test")
     filters.add_argument("--night", help="YYYYMMDD night of the science archive (test)")
-    filters.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    filters.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     filters.add_argument("--root", help="data root (paths.root)")
 
-    archive = verbs.add_parser("archive", help="archive one past night into HBase (bounded run)")
+    archive = verbs.add_parser(
+        "archive", help="archive one past night into HBase, or rebuild the archive (bounded run)"
+    )
     _common(archive)
-    archive.add_argument("--night", required=True, help="YYYYMMDD night of the science archive")
-    archive.add_argument("--survey", choices=["ztf", "rubin"], help="survey adapter")
+    which = archive.add_mutually_exclusive_group(required=True)
+    which.add_argument("--night", help="YYYYMMDD night of the science archive")
+    which.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the survey's HBase tables and archive every night again (migration)",
+    )
+    archive.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
     archive.add_argument("--root", help="data root (paths.root)")
     archive.add_argument("--master", help="Spark master (spark.master)")
     archive.add_argument(
         "--no-cutouts", dest="cutouts", action="store_false", default=None, help="skip cutouts"
     )
 
+    cluster = verbs.add_parser(
+        "cluster",
+        help="a local Spark standalone, Kafka and HDFS cluster: start, stop, show, pack",
+        description=(
+            "start: a Spark master and workers, replicated Kafka brokers and an HDFS "
+            "NameNode and DataNode on 127.0.0.1, then point the config file (-c, default "
+            f"./{DEFAULT_CONFIG}) at them; the services run there with the usual commands. "
+            "pack: the Python environment the services send to executors."
+        ),
+    )
+    _common(cluster)
+    cluster.add_argument("action", choices=["start", "stop", "show", "pack"])
+    cluster.add_argument(
+        "--state-dir", help="run state, logs and the cluster's data (paths.state_dir)"
+    )
+    cluster.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGKILL")
+
     sim = verbs.add_parser("simulator", help="replay alert files into Kafka")
     _common(sim)
     from fink_broker.simulator import cli as simulator_cli
 
     simulator_cli.add_arguments(sim)
+
+    datasim = verbs.add_parser("datasim", help="real alerts of a past night for the simulator")
+    from fink_broker.datasim import night as datasim_night
+
+    _common(datasim_night.add_arguments(datasim))
 
     consume = verbs.add_parser("consume", help="read Fink topics: print or save the alerts")
     _common(consume)

@@ -335,6 +335,16 @@ def _read_only(
     return F.arrays_zip(*[items.getField(n) for n in names]).cast(pruned), pruned
 
 
+def _kept(epochs: Epochs, item: Scope) -> Column:
+    """Whether a list item is one of the epochs: a time, and the required (null) field."""
+    condition = item.value(epochs.time).isNotNull()
+    if epochs.require is not None:
+        condition = condition & item.value(epochs.require).isNotNull()
+    if epochs.require_null is not None:
+        condition = condition & item.value(epochs.require_null).isNull()
+    return condition
+
+
 def _epoch_array(
     epochs: Epochs, members: Mapping[str, tuple[History, str | None]], scope: Scope
 ) -> Column | None:
@@ -359,13 +369,7 @@ def _epoch_array(
         item_type = list_type.elementType
 
         def keep(x: Column, touched: set[str] | None = None) -> Column:
-            item = Scope(item_type, x, scope.absent, touched)
-            condition = item.value(epochs.time).isNotNull()
-            if epochs.require is not None:
-                condition = condition & item.value(epochs.require).isNotNull()
-            if epochs.require_null is not None:
-                condition = condition & item.value(epochs.require_null).isNull()
-            return condition
+            return _kept(epochs, Scope(item_type, x, scope.absent, touched))
 
         def entry(x: Column, touched: set[str] | None = None, seq: Column | None = None) -> Column:
             item = Scope(item_type, x, scope.absent, touched)
@@ -392,6 +396,35 @@ def _epoch_array(
         return None
     merged = parts[0] if len(parts) == 1 else F.concat(*parts)
     return F.sort_array(merged)
+
+
+def history_items(history: History, schema: T.StructType) -> tuple[Column, T.StructType] | None:
+    """The list items a History keeps, each as ``struct(mjd, item)``, and the item type.
+
+    ``item`` is the whole list element as the survey sent it, ``mjd`` the History's item
+    transform on it (e.g. ZTF ``jd - 2400000.5``); the current epoch is not included. None
+    when the schema has no such list. The archive stores these items (``upper`` table), so
+    they are exactly those of the canonical history.
+    """
+    scope = Scope(schema)
+    found = scope.find(history.epochs.list_path)
+    if found is None or not isinstance(found[1], T.ArrayType):
+        return None
+    items, list_type = found
+    item_type = list_type.elementType
+    if not isinstance(item_type, T.StructType):
+        return None
+    epochs = history.epochs
+
+    def keep(x: Column) -> Column:
+        return _kept(epochs, Scope(item_type, x, scope.absent))
+
+    def entry(x: Column) -> Column:
+        mjd = _build(history.item, Scope(item_type, x, scope.absent), "double")
+        return F.struct(mjd.alias("mjd"), x.alias("item"))
+
+    present = F.coalesce(items, F.array().cast(list_type))
+    return F.transform(F.filter(present, keep), entry), item_type
 
 
 # ---------------------------------------------------------------------------------------

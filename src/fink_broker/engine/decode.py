@@ -1,14 +1,18 @@
-"""Kafka records -> survey alerts, on the JVM.
+"""Kafka records -> survey alerts in the archive's reader schema, on the JVM.
 
 The alert keeps the survey's own field names and nesting (ZTF ``candidate`` struct,
-``prv_candidates`` array of structs, cutouts as binary). Decoding runs inside the JVM with
-Spark's ``from_avro``, once Fink's Java functions have peeled the framing: Rubin's Confluent
-wire format (``fink_confluent_frame``) and ZTF's one container file per message
-(``fink_avro_container``).
-No Python worker sees the alert bytes.
+``prv_candidates`` array of structs, cutouts as binary). Fink's Java functions peel the
+framing (Rubin's Confluent wire format, ``fink_confluent_frame``; ZTF's container files,
+``fink_avro_container``, one row per record of the container), then Spark's ``from_avro``
+decodes each record with the writer schema it was sent in and resolves it into the reader
+schema as it reads (``avroSchema``: Avro's own resolution rules). A writer schema the plan
+does not know goes through Fink's Java resolver first: the container's own schema (ZTF) or
+the schema registry's (Rubin), re-encoded in the reader schema
+(``infra/java/.../SchemaResolution.java``). No Python worker sees the alert bytes.
 
 Every record gets an ``error``: null when it decoded, otherwise the reason it goes to
-quarantine (framing, unknown schema, malformed body). Nothing is dropped here.
+quarantine (framing, size, unknown or unresolvable schema, malformed body, impossible time).
+Nothing is dropped here.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from fink_broker import __version__
 from fink_broker.engine.built_columns import BuiltColumns
-from fink_broker.engine.session import now
+from fink_broker.engine.session import jvm_class, now
 from fink_broker.surveys.base import TAI_MINUS_UTC_SECONDS, SurveyAdapter, WireSchema
 
 #: Kafka metadata kept with every alert and quarantined message
@@ -32,10 +36,15 @@ KAFKA_COLUMNS = {
     "offset": "kafka_offset",
     "timestamp": "kafka_timestamp",
 }
+#: the index of the record in its Kafka message: 0, but for a container of several records
+RECORD_COLUMN = "kafka_record"
 
 #: seconds between the Unix epoch and JD 0 / MJD 0
 JD_UNIX_EPOCH = 2440587.5
 MJD_UNIX_EPOCH = 40587.0
+
+#: the default bound on a message's decoded size (``stream2raw.max_decoded_mb``)
+DEFAULT_MAX_DECODED_BYTES = 64 * 2**20
 
 
 def night_of(time: Column, kind: str) -> Column:
@@ -60,15 +69,17 @@ FRAMING_FUNCTIONS = {
 }
 
 
-def _frame(value: Column, adapter: SurveyAdapter) -> Column:
-    """A struct (payload, schema_key, error): the Avro body and the framing verdict.
+def _frame(value: Column, adapter: SurveyAdapter, max_bytes: int) -> Column:
+    """A struct (payloads, schema_key, error): the Avro body of each record, and the verdict.
 
     Computed in a projection of its own so that the framing function runs once per
-    message even though three columns derive from it.
+    message even though several columns derive from it.
     """
-    if adapter.framing not in FRAMING_FUNCTIONS:
-        raise ValueError(f"unknown framing {adapter.framing}")
-    return F.call_function(FRAMING_FUNCTIONS[adapter.framing], value)
+    if adapter.framing == "avro_container":
+        return F.call_function("fink_avro_container", value, F.lit(max_bytes))
+    if adapter.framing == "confluent_wire":
+        return F.call_function("fink_confluent_frame", value)
+    raise ValueError(f"unknown framing {adapter.framing}")
 
 
 @dataclass(frozen=True)
@@ -76,100 +87,211 @@ class _Projections:
     """The select lists of :func:`decode` and :func:`archive_columns`, in order."""
 
     framed: list[Column]
-    checked: list[Column]
+    records: list[Column]
+    resolved: list[Column]
     with_alert: list[Column]
     decoded: list[Column]
     archived: list[Column]
 
 
-#: projections by (survey, framing, alert id, time, accepted schema): built once per stream
+@dataclass(frozen=True)
+class Resolvability:
+    """Whether each accepted writer schema resolves into the reader, as Avro's Java library
+    judges it (``SchemaCompatibility``): the reason, for those that do not."""
+
+    problems: dict[str, str]
+
+    @classmethod
+    def check(cls, spark: SparkSession, adapter: SurveyAdapter) -> Resolvability:
+        """Check every accepted schema against the adapter's reader, once per plan."""
+        parser = jvm_class(spark, "org.apache.avro.Schema$Parser")
+        compatibility = jvm_class(spark, "org.apache.avro.SchemaCompatibility")
+        reader = parser().setValidateDefaults(False).parse(adapter.reader.json)
+        problems = {}
+        for wire in adapter.accepted:
+            writer = parser().setValidateDefaults(False).parse(wire.json)
+            result = compatibility.checkReaderWriterCompatibility(reader, writer).getResult()
+            if result.getCompatibility().toString() != "COMPATIBLE":
+                where = jvm_class(spark, "org.fink.broker.SchemaResolution").fieldPath
+                found = [
+                    f"{where(reader, i.getLocation())} ({i.getType().toString()}): {i.getMessage()}"
+                    for i in result.getIncompatibilities()
+                ]
+                problems[wire.key] = "; ".join(found[:3])
+        return cls(problems)
+
+
+#: projections by (survey, framing, alert id, time, schemas, size bound): built once per stream
 _PROJECTIONS = BuiltColumns[_Projections]()
 
 
-def _projections(adapter: SurveyAdapter, schema: WireSchema) -> _Projections:
-    key = (adapter.name, adapter.framing, adapter.alert_id, adapter.time, schema.key)
-    return _PROJECTIONS.get(key, functools.partial(_build_projections, adapter, schema))
+def _projections(spark: SparkSession, adapter: SurveyAdapter, max_bytes: int) -> _Projections:
+    key = (
+        adapter.name,
+        adapter.framing,
+        adapter.alert_id,
+        adapter.time,
+        adapter.era,
+        adapter.reader.key,
+        tuple(w.key for w in adapter.accepted),
+        adapter.registry,
+        max_bytes,
+    )
+    return _PROJECTIONS.get(key, functools.partial(_build_projections, spark, adapter, max_bytes))
 
 
-def _build_projections(adapter: SurveyAdapter, schema: WireSchema) -> _Projections:
+def _unknown_schema(adapter: SurveyAdapter, key: Column) -> Column:
+    """The resolution of a record whose writer schema the plan does not know: a struct
+    (payload in the reader schema, error)."""
+    reader = F.lit(adapter.reader.json)
+    if adapter.framing == "avro_container":  # the container carries its writer schema
+        return F.call_function("fink_container_resolve", F.col("value"), F.col("payload"), reader)
+    if adapter.registry:
+        return F.call_function(
+            "fink_registry_resolve", F.col("payload"), key, reader, F.lit(adapter.registry)
+        )
+    accepted = ", ".join(w.key for w in adapter.accepted)
+    return F.struct(
+        F.lit(None).cast("binary").alias("payload"),
+        F.concat(
+            F.lit("unknown schema "),
+            key,
+            F.lit(f" (not in the accepted {accepted}, and no schema registry is configured)"),
+        ).alias("error"),
+    )
+
+
+def _decoded_alert(adapter: SurveyAdapter, known: dict[str, WireSchema]) -> Column:
+    """The alert in the reader schema: one ``from_avro`` per known writer schema, resolving
+    as it reads, and the reader's own for records the Java resolver re-encoded."""
+    reader = adapter.reader.json
+    options = {"avroSchema": reader, "mode": "PERMISSIVE"}
+    key = F.col("schema_key")
+    alert: Column | None = None
+    for wire in known.values():
+        branch = from_avro(F.col("payload"), wire.json, options)
+        alert = (F.when if alert is None else alert.when)(key == F.lit(wire.key), branch)
+    resolved = from_avro(F.col("resolved.payload"), reader, {"mode": "PERMISSIVE"})
+    return resolved if alert is None else alert.otherwise(resolved)
+
+
+def _time_error(adapter: SurveyAdapter) -> Column:
+    """Why the alert's observation time is impossible, if it is: not finite, or outside the
+    survey's era (a corrupt time would file the alert under a night that never was)."""
+    time = F.col(f"alert.{adapter.time}")
+    low, high = adapter.era
+    bad = time.isNull() | F.isnan(time) | (time < F.lit(low)) | (time > F.lit(high))
+    return F.when(
+        bad,
+        F.concat(
+            F.lit(f"observation time {adapter.time} "),
+            F.coalesce(time.cast("string"), F.lit("null")),
+            F.lit(f" is not finite or outside the survey's era [{low}, {high}]"),
+        ),
+    )
+
+
+def _build_projections(spark: SparkSession, adapter: SurveyAdapter, max_bytes: int) -> _Projections:
+    kafka = [F.col(c) for c in KAFKA_COLUMNS.values()]
     framed = [
         F.col("value"),
         *[F.col(src).alias(dst) for src, dst in KAFKA_COLUMNS.items()],
-        _frame(F.col("value"), adapter).alias("frame"),
+        _frame(F.col("value"), adapter, max_bytes).alias("frame"),
     ]
-    key = F.col("frame.schema_key")
-    frame_error = F.coalesce(
-        F.col("frame.error"),
-        F.when(
-            key != F.lit(schema.key),
-            F.concat(
-                F.lit("unknown schema "),
-                key,
-                F.lit(f" (accepted: {schema.key} = {schema.version})"),
-            ),
-        ),
-    )
-    kafka = [F.col(c) for c in KAFKA_COLUMNS.values()]
-    checked = [F.col("value"), *kafka, F.col("frame.payload"), frame_error.alias("frame_error")]
-    alert = from_avro(F.col("payload"), schema.json, {"mode": "PERMISSIVE"})
+    # one row per record; a message that did not frame keeps one row (posexplode_outer)
+    records = [
+        F.col("value"),
+        *kafka,
+        F.col("frame.schema_key").alias("schema_key"),
+        F.col("frame.error").alias("frame_error"),
+        F.posexplode_outer("frame.payloads").alias(RECORD_COLUMN, "payload"),
+    ]
+    problems = Resolvability.check(spark, adapter).problems
+    known = {w.key: w for w in adapter.accepted if w.key not in problems}
+    key = F.col("schema_key")
+    accepted = [w.key for w in adapter.accepted]
+    unresolvable: Column = F.lit(None).cast("string")
+    for wire_key, why in problems.items():
+        reason = f"schema {wire_key} does not resolve into the reader {adapter.reader.version}"
+        unresolvable = F.when(key == F.lit(wire_key), F.lit(f"{reason}: {why}")).otherwise(
+            unresolvable
+        )
+    needs_resolver = F.col("frame_error").isNull() & ~key.isin(accepted)
+    resolved = [
+        F.col("value"),
+        *kafka,
+        F.coalesce(F.col(RECORD_COLUMN), F.lit(0)).alias(RECORD_COLUMN),
+        F.col("schema_key"),
+        F.col("payload"),
+        F.col("frame_error"),
+        F.when(needs_resolver, _unknown_schema(adapter, key)).alias("resolved"),
+        unresolvable.alias("unresolvable"),
+    ]
+    early_error = F.coalesce(F.col("frame_error"), F.col("unresolvable"), F.col("resolved.error"))
     with_alert = [
         F.col("value"),
         *kafka,
-        F.col("frame_error"),
-        F.when(F.col("frame_error").isNull(), alert).alias("alert"),
+        F.col(RECORD_COLUMN),
+        early_error.alias("early_error"),
+        F.when(early_error.isNull(), _decoded_alert(adapter, known)).alias("alert"),
     ]
-    undecodable = F.lit(f"Avro body does not decode with {schema.version} (malformed or truncated)")
+    undecodable = F.lit("Avro body does not decode (malformed or truncated)")
     # PERMISSIVE from_avro returns a struct of nulls (not a null struct) for a bad body; the
-    # alert id is a non-null field of every schema, so its absence marks the failure.
+    # alert id is a field of every alert, so its absence marks the failure.
     failed = F.col("alert").isNull() | F.col(f"alert.{adapter.alert_id}").isNull()
-    error = F.coalesce(F.col("frame_error"), F.when(failed, undecodable))
+    error = F.coalesce(F.col("early_error"), F.when(failed, undecodable), _time_error(adapter))
     decoded = [
         # the raw bytes are only kept for the quarantine: a decoded alert does not carry them
         F.when(error.isNotNull(), F.col("value")).alias("value"),
         *kafka,
-        F.when(~failed, F.col("alert")).alias("alert"),
+        F.col(RECORD_COLUMN),
+        F.when(error.isNull(), F.col("alert")).alias("alert"),
         error.alias("error"),
     ]
     archived = [
         F.col("alert.*"),
         *kafka,
+        F.col(RECORD_COLUMN),
         now().alias("fink_ingest_time"),
         F.lit(__version__).alias("fink_broker_version"),
         night_of(F.col(f"alert.{adapter.time}"), adapter.time_kind).alias("night"),
     ]
-    return _Projections(framed, checked, with_alert, decoded, archived)
+    return _Projections(framed, records, resolved, with_alert, decoded, archived)
 
 
-def decode(kafka: DataFrame, adapter: SurveyAdapter, schema: WireSchema | None = None) -> DataFrame:
-    """Kafka source rows -> rows with ``alert`` (struct), ``error`` and Kafka metadata.
-
-    ``schema`` is the one wire schema accepted for the archive (default: the adapter's
-    first); messages in another schema version are quarantined with that reason, because
-    one raw archive holds one schema.
-    """
-    plan = _projections(adapter, schema or adapter.wire_schemas()[0])
+def decode(
+    kafka: DataFrame, adapter: SurveyAdapter, max_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> DataFrame:
+    """Kafka source rows -> one row per record: ``alert`` (struct in the reader schema),
+    ``error``, Kafka metadata and the record's index in its message."""
+    plan = _projections(kafka.sparkSession, adapter, max_bytes)
     return (
         kafka.select(*plan.framed)
-        .select(*plan.checked)
+        .select(*plan.records)
+        .select(*plan.resolved)
         .select(*plan.with_alert)
         .select(*plan.decoded)
     )
 
 
-def archive_columns(decoded: DataFrame, adapter: SurveyAdapter) -> DataFrame:
+def archive_columns(
+    decoded: DataFrame, adapter: SurveyAdapter, max_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> DataFrame:
     """Decoded alerts as archived: survey fields + Kafka metadata + provenance + night."""
-    plan = _projections(adapter, adapter.wire_schemas()[0])
+    plan = _projections(decoded.sparkSession, adapter, max_bytes)
     return decoded.where(F.col("error").isNull()).select(*plan.archived)
 
 
 def quarantine_columns(decoded: DataFrame) -> DataFrame:
-    """Undecodable messages: raw bytes, where they came from, why, and the ingest night."""
+    """Undecodable records: the message's bytes, where they came from, why, and the ingest
+    night."""
     return (
         decoded.where(F.col("error").isNotNull())
         .withColumn("fink_ingest_time", now())
         .select(
             "value",
             *KAFKA_COLUMNS.values(),
+            RECORD_COLUMN,
             "error",
             "fink_ingest_time",
             F.date_format("fink_ingest_time", "yyyyMMdd").alias("night"),

@@ -41,12 +41,21 @@ class KafkaAuthError(FinkError, ValueError):
 def spark_kafka_options(kafka: KafkaSettings, bootstrap: str | None = None) -> dict[str, str]:
     """``kafka.*`` options for ``spark.readStream.format("kafka")`` and the Kafka sink.
 
-    >>> spark_kafka_options(KafkaSettings(bootstrap_servers="b:9092"))
-    {'kafka.bootstrap.servers': 'b:9092', 'kafka.security.protocol': 'PLAINTEXT'}
+    The request timeout and retry pause apply to the source's consumers and the sink's
+    producers alike: after a broker dies, both wait for the new partition leaders.
+
+    >>> for key, value in spark_kafka_options(KafkaSettings(bootstrap_servers="b:9092")).items():
+    ...     print(key, value)
+    kafka.bootstrap.servers b:9092
+    kafka.security.protocol PLAINTEXT
+    kafka.request.timeout.ms 30000
+    kafka.retry.backoff.ms 200
     """
     options = {
         "kafka.bootstrap.servers": bootstrap or kafka.bootstrap_servers,
         "kafka.security.protocol": kafka.security_protocol,
+        "kafka.request.timeout.ms": str(kafka.request_timeout_ms),
+        "kafka.retry.backoff.ms": str(kafka.retry_backoff_ms),
     }
     if kafka.security_protocol.startswith("SASL"):
         password = kafka_password(kafka)
@@ -68,6 +77,21 @@ def spark_kafka_options(kafka: KafkaSettings, bootstrap: str | None = None) -> d
         options["kafka.ssl.truststore.type"] = "PEM"
         options["kafka.ssl.truststore.location"] = kafka.ssl_ca_location
     return options
+
+
+def spark_producer_options(kafka: KafkaSettings) -> dict[str, str]:
+    """:func:`spark_kafka_options` plus the delivery guarantees of Spark's Kafka sink
+    (``kafka_clients.producer_delivery``: acks, idempotence, delivery timeout).
+
+    >>> options = spark_producer_options(KafkaSettings(bootstrap_servers="b:9092"))
+    >>> options["kafka.acks"], options["kafka.enable.idempotence"]
+    ('all', 'true')
+    """
+    delivery = kafka_clients.producer_delivery(kafka)
+    return {
+        **spark_kafka_options(kafka),
+        **{f"kafka.{k}": str(v).lower() for k, v in delivery.items()},
+    }
 
 
 def _java_auth_message(java: Any) -> str | None:

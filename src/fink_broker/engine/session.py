@@ -3,7 +3,8 @@
 Tests and the laptop mode run several queries in one session (the JVM costs ~450 MiB and
 5 s to start); production runs one service per ``fink start``. The Kafka/Avro connector
 jars and Fink's own JVM functions come from the Maven-resolved jar cache, never from a
-download at run time.
+download at run time. With a cluster master the same jars reach the executors through
+``spark.jars``, and the Python environment and catalogues through ``engine.shipped``.
 """
 
 from __future__ import annotations
@@ -19,25 +20,34 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fink_broker.config import Settings
+from fink_broker.config import Settings, is_local_master
+from fink_broker.engine.shipped import executor_python, shipped_settings
 from fink_broker.infra.jars import resolve_jars, spark_log4j_conf
 from fink_broker.lake import is_local
+from fink_broker.science.model_files import CACHE_ENV as MODELS_ENV
 
 log = logging.getLogger(__name__)
 
-#: Spark SQL name -> (Java class, return type) of Fink's JVM functions (infra/java)
-#: what a framing function returns: the Avro body, the key of its writer schema (CRC-64-AVRO
-#: fingerprint or registry id) and why the message goes to quarantine, if it does
+#: what a framing function returns: the Avro body of each record of the message, the key of
+#: its writer schema (CRC-64-AVRO fingerprint or registry id) and why the message goes to
+#: quarantine, if it does
 FRAME_TYPE = T.StructType(
     [
-        T.StructField("payload", T.BinaryType()),
+        T.StructField("payloads", T.ArrayType(T.BinaryType())),
         T.StructField("schema_key", T.StringType()),
         T.StructField("error", T.StringType()),
     ]
 )
+#: what a resolving function returns: the record re-encoded in the reader schema, or why not
+RESOLVED_TYPE = T.StructType(
+    [T.StructField("payload", T.BinaryType()), T.StructField("error", T.StringType())]
+)
+#: Spark SQL name -> (Java class, return type) of Fink's JVM functions (infra/java)
 JVM_FUNCTIONS = {
     "fink_avro_container": ("org.fink.broker.AvroContainerFrame", FRAME_TYPE),
     "fink_confluent_frame": ("org.fink.broker.ConfluentFrame", FRAME_TYPE),
+    "fink_container_resolve": ("org.fink.broker.ContainerResolve", RESOLVED_TYPE),
+    "fink_registry_resolve": ("org.fink.broker.RegistryResolve", RESOLVED_TYPE),
 }
 #: Java classes that register their nondeterministic functions themselves (PySpark's
 #: registerJavaFunction only makes deterministic ones, which Spark may fold into constants)
@@ -45,6 +55,12 @@ JVM_SELF_REGISTERING = ("org.fink.broker.Now",)
 
 #: file formats left on Spark's DataSource V1 path: its default list less ``kafka``
 V1_SOURCES = "avro,csv,json,orc,parquet,text"
+
+#: SQL executions whose plan and graph the driver keeps for the (disabled) UI's SQL tab
+RETAINED_EXECUTIONS = 25
+
+#: characters of a plan's description (the SQL tab, event logs, errors): beyond it, cut
+MAX_PLAN_STRING = 256 * 1024
 
 #: values that must never appear in Spark's logs or UI (SASL JAAS strings carry passwords)
 REDACTION_REGEX = r"(?i)password\s*=\s*\"[^\"]*\"|secret|token"
@@ -56,21 +72,37 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
     if active is not None:
         return active
     jars = resolve_jars(settings)
-    # Workers must run this interpreter (the venv), not whatever python3 is first on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if settings.spark.master.startswith("local"):
+    local = is_local_master(settings.spark.master)
+    shipped_python = executor_python(settings)
+    if shipped_python is not None:
+        # the executors' Python workers run the environment the driver ships them; the
+        # driver itself runs no Python worker with a cluster master
+        os.environ["PYSPARK_PYTHON"] = shipped_python
+    else:
+        # Workers must run this interpreter (the venv), not whatever python3 is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if local:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # the science modules read the converted models from here, in the Python workers
+    models = str(Path(settings.paths.models_cache).expanduser().absolute())
+    os.environ[MODELS_ENV] = models
     log4j = f"-Dlog4j2.configurationFile=file:{spark_log4j_conf()}"
-    java_options = f"{log4j} {settings.spark.java_options}".strip()
+    java_options = f"{log4j} {avro_limits(settings)} {settings.spark.java_options}".strip()
+    # a cluster's executors have no file at the driver's path: they log as their workers'
+    # Spark configuration says (conf/log4j2.properties, on their class path)
+    executor_options = (
+        java_options if local else f"{avro_limits(settings)} {settings.spark.java_options}".strip()
+    )
     builder = (
         SparkSession.builder.master(settings.spark.master)
         .appName(app_name)
         .config("spark.jars", ",".join(str(j) for j in jars.spark_jars))
         .config("spark.driver.memory", settings.spark.driver_memory)
         .config("spark.driver.extraJavaOptions", java_options)
-        .config("spark.executor.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", executor_options)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
+        .config(f"spark.executorEnv.{MODELS_ENV}", models)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         # only module/filter inputs travel to Python (no cutouts). Per Arrow batch the workers
@@ -107,6 +139,16 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
         # plans: 16% of the streaming queries' driver CPU in the live pipeline (JFR), on
         # each micro-batch's critical path. Live ZTF latency at 250/s: p50 3.0 s, not 4.6 s
         .config("spark.sql.ui.explainMode", "simple")
+        # and at most this long: stream2raw's plan holds one from_avro per accepted schema
+        # version, each with its writer and reader schemas as text (Rubin: 15 versions, 1.3 MB
+        # of JSON), and adaptive execution describes the plan again at each stage (the
+        # heap ran out on a plan string of a few hundred MB in the test suite)
+        .config("spark.sql.maxPlanStringLength", str(MAX_PLAN_STRING))
+        # the driver keeps each finished execution's plan description and plan graph, UI or
+        # not, 1,000 by default: a Rubin alert-wide plan holds ~7 MB of them, so a 2 GB driver
+        # ran out of heap after ~230 executions (the test suite's shared session; a live
+        # service runs one execution or more per micro-batch). 25 keep ~0.2 GB at most
+        .config("spark.sql.ui.retainedExecutions", str(RETAINED_EXECUTIONS))
         # the archives in zstd rather than Spark's snappy: Rubin's cutouts are uncompressed
         # FITS. 20,000 Rubin alerts rewritten on local[2]: 645 MB instead of 1.3 GB, written in
         # about the same time (6.9-7.7 s against 7.4-7.8 s, two runs), read back faster (2.5 s
@@ -121,6 +163,10 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
             # the operator's class path too: without Fink's jar the JVM would not start
             value = f"{value}{os.pathsep}{extra.pop(key)}"
         builder = builder.config(key, value)
+    for key, value in shipped_settings(settings).items():
+        if key in extra:  # the operator's archives and files travel too
+            value = f"{value},{extra.pop(key)}"
+        builder = builder.config(key, value)
     for key, value in extra.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -128,6 +174,68 @@ def get_session(settings: Settings, app_name: str = "fink") -> SparkSession:
     register_jvm_functions(spark)
     log.info("Spark %s session on %s", spark.version, settings.spark.master)
     return spark
+
+
+def recover_session() -> str | None:
+    """Make the next :func:`get_session` start a working session after a failure; say how.
+
+    A restarted query can only run on a live SparkContext, and two failures leave PySpark
+    holding a dead one: the context was stopped (the application killed by its master, a
+    fatal error in the driver), so every call answers ``RpcEnv already stopped``; or the JVM
+    itself is gone (killed, out of memory), so every call is ``Connection refused``. The
+    first is stopped on the Python side, and the same JVM makes a new context; for the
+    second, PySpark's class-level gateway is forgotten, so the next session launches a new
+    JVM. ``None`` when the session is healthy (or there is none): nothing to do.
+    """
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return None
+    try:
+        stopped = sc._jsc is None or sc._jsc.sc().isStopped()
+    except Exception:  # the JVM does not answer: Py4JNetworkError, ConnectionRefusedError
+        with SparkContext._lock:
+            SparkContext._active_spark_context = None
+            SparkContext._gateway = None
+            SparkContext._jvm = None
+        SparkSession._instantiatedSession = None
+        SparkSession._activeSession = None
+        return "the Spark JVM is gone: a new one is started"
+    if not stopped:
+        return None
+    try:
+        sc.stop()
+    except Exception as err:  # a half-stopped context: forget it anyway
+        log.debug("stopping the dead SparkContext: %s", err)
+        with SparkContext._lock:
+            SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
+    return "the SparkContext was stopped: a new one is created"
+
+
+#: most items in one Avro array or map block: an alert's histories hold hundreds, and a
+#: malformed body that claims billions would make the decoder allocate them at once
+AVRO_MAX_COLLECTION_ITEMS = 1_000_000
+
+
+def avro_limits(settings: Settings) -> str:
+    """JVM options that bound what Avro's decoder allocates for one value.
+
+    Avro reads a length or a count, then allocates it (``SystemLimitException`` checks it
+    first when these are set); without a bound, a 5 MB message of random bytes can ask for
+    gigabytes. Strings and bytes are bounded by ``stream2raw.max_decoded_mb``, as the whole
+    decoded alert is.
+    """
+    max_bytes = settings.stream2raw.max_decoded_mb * 2**20
+    return " ".join(
+        (
+            f"-Dorg.apache.avro.limits.bytes.maxLength={max_bytes}",
+            f"-Dorg.apache.avro.limits.string.maxLength={max_bytes}",
+            f"-Dorg.apache.avro.limits.collectionItems.maxLength={AVRO_MAX_COLLECTION_ITEMS}",
+        )
+    )
 
 
 #: Spark's checkpoint and commit logs through Hadoop's FileSystem API (see local_file_settings)
@@ -162,7 +270,7 @@ def local_file_settings(settings: Settings, fink_jvm: Path | None) -> dict[str, 
     HDFS and S3A connectors have vectored reads of their own, which stay on.
     """
     out: dict[str, str] = {}
-    if fink_jvm is not None and settings.spark.master.startswith("local"):
+    if fink_jvm is not None and is_local_master(settings.spark.master):
         out["spark.driver.extraClassPath"] = str(fink_jvm)
         out["spark.hadoop.fs.file.impl"] = "org.fink.broker.NioLocalFileSystem"
     if is_local(settings.paths.root):

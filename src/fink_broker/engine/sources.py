@@ -23,12 +23,25 @@ from fink_broker.engine.triggers import trigger_kwargs
 log = logging.getLogger(__name__)
 
 
+def read_archive(spark: SparkSession, path: str) -> DataFrame:
+    """A batch read of a whole archive, with the union of its files' columns.
+
+    An archive spans schema versions: when the operator moves a survey's reader schema to a
+    newer version, the files written since have more columns than the older ones. Spark
+    would otherwise take one file's schema for all (and lose the columns of the others);
+    merged, the columns a file lacks read as null. Merging reads every file's footer, once
+    per read: a service pays it when its stream starts, not per micro-batch.
+    """
+    return spark.read.option("mergeSchema", "true").parquet(path)
+
+
 def archive_schema(spark: SparkSession, path: str, *, wait_s: float, poll_s: float = 5.0):
-    """The schema of the archive at ``path``, waiting up to ``wait_s`` for its first batch."""
+    """The schema of the archive at ``path`` (every file's columns, :func:`read_archive`),
+    waiting up to ``wait_s`` for its first batch."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return spark.read.parquet(path).schema
+            return read_archive(spark, path).schema
         except AnalysisException as err:  # absent, or no committed file yet
             if time.monotonic() >= deadline:
                 raise FileNotFoundError(f"no archive at {path} after {wait_s:.0f} s") from err

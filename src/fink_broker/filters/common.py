@@ -12,23 +12,36 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from fink_broker.science.counterparts import (
+    AGN_CATALOGUES,
+    STAR_CATALOGUES,
+    VARIABLE_STAR_CATALOGUES,
+    any_counterpart,
+    has_id,
+    no_counterpart,
+    xm_id,
+)
+
+__all__ = [
+    "AGN_CATALOGUES",
+    "SSO_CANDIDATE",
+    "SSO_KNOWN",
+    "STAR_CATALOGUES",
+    "VARIABLE_STAR_CATALOGUES",
+    "any_counterpart",
+    "as_mask",
+    "flag_in",
+    "flag_known_and_not",
+    "has_id",
+    "no_counterpart",
+    "numbers",
+    "positive_flux",
+    "xm_id",
+]
+
 #: ``sso_flag`` values written by the ``solar_system`` module
 SSO_KNOWN = 3
 SSO_CANDIDATE = 2
-
-#: catalogues whose counterpart makes the alert a known star (Hipparcos bright stars and
-#: the two variable-star catalogues)
-STAR_CATALOGUES: tuple[str, ...] = ("hip", "vsx", "gcvs")
-#: variable-star catalogues
-VARIABLE_STAR_CATALOGUES: tuple[str, ...] = ("vsx", "gcvs")
-#: catalogues of known active galactic nuclei (blazars): a counterpart there is a known
-#: variable source, not a new one
-AGN_CATALOGUES: tuple[str, ...] = ("3hsp", "4lac")
-
-
-def xm_id(catalogue: str) -> str:
-    """The ``xmatch`` output column holding the counterpart identifier in ``catalogue``."""
-    return f"xm_{catalogue}_id"
 
 
 def numbers(series: pd.Series) -> np.ndarray:
@@ -45,25 +58,6 @@ def positive_flux(series: pd.Series) -> np.ndarray:
     """
     with np.errstate(invalid="ignore"):
         return numbers(series) > 0
-
-
-def has_id(series: pd.Series) -> np.ndarray:
-    """Whether an identifier column holds a value (null and empty strings do not count)."""
-    present = series.notna() & (series != "")
-    return present.to_numpy(dtype=bool, na_value=False)
-
-
-def no_counterpart(df: pd.DataFrame, catalogues: Iterable[str]) -> np.ndarray:
-    """Rows with no counterpart in any of ``catalogues`` (every ``xm_<cat>_id`` null)."""
-    found = np.zeros(len(df), dtype=bool)
-    for catalogue in catalogues:
-        found |= has_id(df[xm_id(catalogue)])
-    return ~found
-
-
-def any_counterpart(df: pd.DataFrame, catalogues: Iterable[str]) -> np.ndarray:
-    """Rows with a counterpart in at least one of ``catalogues``."""
-    return ~no_counterpart(df, catalogues)
 
 
 def flag_in(series: pd.Series, values: Iterable[int]) -> np.ndarray:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 class HBaseUnavailable(FinkError):
     """The Thrift gateway named by ``[hbase]`` cannot be reached or refused a request."""
 
+    #: an outage: the supervisor of a service waits and starts its query again
+    transient = True
+
 
 def connect(hbase: HBaseSettings | Settings, *, timeout_s: float | None = None):
     """An open happybase connection to the configured Thrift gateway.
@@ -84,3 +87,18 @@ def ensure_tables(connection, specs: Iterable[TableSpec]) -> list[str]:
         created.append(spec.name)
         log.info("created HBase table %s (families %s)", spec.name, ", ".join(spec.families))
     return created
+
+
+def drop_tables(connection, specs: Iterable[TableSpec]) -> list[str]:
+    """Disable and delete the tables of ``specs`` that exist; return the names dropped."""
+    existing = {name.decode() for name in connection.tables()}
+    dropped = []
+    for spec in specs:
+        if spec.name in existing:
+            try:
+                connection.delete_table(spec.name, disable=True)
+            except TException as err:
+                raise HBaseUnavailable(f"dropping HBase table {spec.name} failed: {err}") from None
+            dropped.append(spec.name)
+            log.info("dropped HBase table %s", spec.name)
+    return dropped

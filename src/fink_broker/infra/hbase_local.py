@@ -12,8 +12,10 @@ Each is recorded in its own PID file, so ``fink show`` lists both and ``fink sto
 stops both: the gateway first, then the master through ``HMaster stop`` (a clean cluster
 shutdown that flushes the memstores), and only if that does not end it in time, SIGTERM
 then SIGKILL by PID file. Configuration (``hbase-site.xml``) and logs live under
-``<state_dir>/hbase/``. On a cluster none of this runs: ``hbase.thrift_host`` names the
-cluster's gateway.
+``<state_dir>/hbase/``. With the local cluster of ``fink cluster start`` (an ``hdfs://``
+data root) the same standalone HBase runs, its tables on local disk, reached through its
+Thrift gateway as a remote one would be. On a production cluster none of this runs:
+``hbase.thrift_host`` names the cluster's gateway.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ import logging
 import subprocess
 import time
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from fink_broker.config import Settings
 from fink_broker.errors import FinkError
 from fink_broker.infra import processes
 from fink_broker.infra.hbase_client import hbase_answers
-from fink_broker.infra.jars import find_jvm_tool, hbase_classpath, hbase_log4j_conf
+from fink_broker.infra.jars import hadoop_daemon_command, hbase_classpath, hbase_log4j_conf
 from fink_broker.infra.ports import port_in_use
 from fink_broker.infra.processes import log_tail
+from fink_broker.infra.site_xml import site_xml as hadoop_site_xml
 from fink_broker.lake import is_local
 
 log = logging.getLogger(__name__)
@@ -69,13 +71,12 @@ def hbase_dir(settings: Settings) -> Path:
 
 
 def data_dir(settings: Settings) -> Path:
-    """``<paths.root>/hbase``: the tables (data/) and ZooKeeper's state (zookeeper/)."""
+    """Where the tables (data/) and ZooKeeper's state (zookeeper/) live: ``<paths.root>/hbase``
+    for a local data root, ``<state_dir>/hbase/store`` when the root is a Hadoop URI (the
+    local cluster's ``hdfs://``), since a standalone HBase keeps its files on local disk."""
     root = settings.paths.root
     if not is_local(root):
-        raise HBaseStartError(
-            f"a local HBase keeps its tables under paths.root, which is {root}: on a cluster, "
-            "point hbase.thrift_host at the cluster's Thrift gateway instead of starting one"
-        )
+        return hbase_dir(settings) / "store"
     return Path(root.removeprefix("file://")).expanduser().resolve() / "hbase"
 
 
@@ -99,40 +100,32 @@ def site_properties(settings: Settings) -> dict[str, str]:
         "hbase.regionserver.info.port": "-1",
         # the local file system has no hflush/hsync: HBase must accept it for its WAL
         "hbase.unsafe.stream.capability.enforce": "false",
+        # a master that misses its ZooKeeper session aborts: on a loaded laptop (CI and five
+        # test runs on 2 cores) a JVM stalled 7 s lost its 10 s session and the whole HBase
+        # with it. Two minutes, which the embedded ZooKeeper must allow (maxSessionTimeout).
+        "zookeeper.session.timeout": "120000",
+        "hbase.zookeeper.property.tickTime": "6000",
+        "hbase.zookeeper.property.maxSessionTimeout": "120000",
     }
 
 
 def site_xml(settings: Settings) -> str:
     """The text of ``hbase-site.xml`` for ``settings``."""
-    body = "".join(
-        f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n"
-        for k, v in site_properties(settings).items()
-    )
-    return (
-        '<?xml version="1.0"?>\n'
-        "<!-- Written by fink_broker.infra.hbase_local at each start: edit the settings -->\n"
-        f"<configuration>\n{body}</configuration>\n"
-    )
+    return hadoop_site_xml(site_properties(settings))
 
 
 def _java_command(settings: Settings, name: str, heap: str, main: list[str]) -> list[str]:
     home = hbase_dir(settings)
-    folders = dict.fromkeys(j.parent for j in hbase_classpath(settings))
-    # conf/ first: HBase reads hbase-site.xml from the classpath
-    classpath = ":".join([str(home / "conf"), *(f"{folder}/*" for folder in folders)])
-    return [
-        find_jvm_tool("java"),
-        f"-Xmx{heap}",
-        "-XX:+UseG1GC",
-        "-XX:+ExitOnOutOfMemoryError",
-        "-Djava.awt.headless=true",
-        *JAVA17_OPTIONS,
-        f"-Dlog4j.configuration={hbase_log4j_conf().as_uri()}",
-        f"-Dfink.hbase.log={home / 'logs' / f'{name}.log'}",
-        "-cp",
-        classpath,
-        *main,
-    ]
+    return hadoop_daemon_command(
+        conf_dir=home / "conf",
+        jars=hbase_classpath(settings),
+        heap=heap,
+        options=["-XX:+UseG1GC", *JAVA17_OPTIONS],
+        log4j=hbase_log4j_conf(),
+        log_property="fink.hbase.log",
+        log_file=home / "logs" / f"{name}.log",
+        main=main,
+    )
 
 
 def thrift_arguments(settings: Settings) -> list[str]:
@@ -186,10 +179,10 @@ def start_hbase(
 ) -> list[processes.ServiceRecord]:
     """Start the standalone HBase and its Thrift gateway; return once a table listing works.
 
-    Tables survive restarts (they live under ``<paths.root>/hbase``). With ``foreground``
+    Tables survive restarts (they live in :func:`data_dir`). With ``foreground``
     the two JVMs run as children of this process, which waits for them and stops both on
     SIGTERM or Ctrl-C. Raises :class:`processes.AlreadyRunningError` if Fink's HBase runs,
-    and :class:`HBaseStartError` if a port is taken, the root is not local, or HBase does not
+    and :class:`HBaseStartError` if a port is taken or HBase does not
     answer within ``timeout`` seconds (the error carries the end of its logs; both JVMs are
     stopped).
     """

@@ -1,6 +1,6 @@
 """Resolve the JVM jars Fink needs locally, once, into a cache directory.
 
-Four things live under ``settings.paths.jar_cache`` (a relative path resolves against the
+Five things live under ``settings.paths.jar_cache`` (a relative path resolves against the
 current directory):
 
 - ``kafka-broker/``: the Apache Kafka broker and its logging backend (``maven/kafka-broker.xml``);
@@ -8,13 +8,16 @@ current directory):
   pyspark wheel does not already ship (``maven/spark-connectors.xml``);
 - ``hbase/``: the standalone HBase (master, region server, ZooKeeper) and its Thrift gateway
   (``maven/hbase.xml``);
+- ``hadoop-hdfs/``: the HDFS NameNode and DataNode of ``fink cluster start``, of the Hadoop
+  version of pyspark's own client (``maven/hadoop-hdfs.xml``);
 - ``fink-jvm/fink-jvm-<hash>.jar``: Fink's own Java functions (``infra/java``), compiled
   against the pyspark jars.
 
 Maven runs only when a folder's stamp (the sha256 of its POM) is missing or stale, and javac
 only when the Java sources or the pyspark version change, so once the cache is warm nothing is
 downloaded or compiled and a Spark session or a broker starts offline. CI pre-warms the cache
-with ``python -m fink_broker.infra.jars``.
+with ``python -m fink_broker.infra.jars``, which also builds the one non-JVM entry of the
+cache, ``schema-registry/`` (the local schema registry, a Rust crate: ``infra/crates.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +50,7 @@ JAVA_DIR = _HERE / "java"
 CONF_DIR = _HERE / "conf"
 
 #: the Maven manifests, by cache folder name
-MAVEN_FOLDERS = ("kafka-broker", "spark-connectors", "hbase")
+MAVEN_FOLDERS = ("kafka-broker", "spark-connectors", "hbase", "hadoop-hdfs")
 #: Java release the Fink functions are compiled for (Spark 4 needs Java 17+)
 JAVA_RELEASE = "17"
 #: name of the file, inside a resolved folder, that records the sha256 of its POM
@@ -127,10 +130,14 @@ def _sha256_file(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _cache_lock(cache: Path) -> Iterator[None]:
-    """Serialise resolution between processes (two test sessions, CLI + CI) on one cache."""
+def cache_lock(cache: Path, name: str = ".lock") -> Iterator[None]:
+    """Serialise resolution between processes (two test sessions, CLI + CI) on one cache.
+
+    ``name`` is the lock file: a build that can take long (cargo's) takes its own, so it
+    does not hold up a Kafka or HBase start that only reads its jars.
+    """
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as handle:
+    with open(cache / name, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -138,11 +145,17 @@ def _cache_lock(cache: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialise work on ``folder`` between processes, through its ``.lock`` file."""
+    return cache_lock(folder)
+
+
 def _jars_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.jar"))
 
 
-def _tail(text: str, lines: int = 30) -> str:
+def output_tail(text: str, lines: int = 30) -> str:
+    """The last ``lines`` of a build tool's output, for an error message."""
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -182,7 +195,7 @@ def _maven_folder(cache: Path, name: str, progress: Callable[[str], None]) -> li
         if result.returncode != 0:
             raise JarResolutionError(
                 f"Maven could not resolve {pom.name} (exit {result.returncode}); is Maven Central "
-                f"reachable?\n{_tail(result.stdout + result.stderr)}"
+                f"reachable?\n{output_tail(result.stdout + result.stderr)}"
             )
         if not _jars_in(out):
             raise JarResolutionError(f"Maven resolved no jars for {pom.name}")
@@ -243,7 +256,7 @@ def _fink_jvm_jar(cache: Path, progress: Callable[[str], None]) -> Path | None:
             if result.returncode != 0:
                 raise JarResolutionError(
                     f"{Path(cmd[0]).name} failed (exit {result.returncode}) while building "
-                    f"{jar_path.name}:\n{_tail(result.stdout + result.stderr)}"
+                    f"{jar_path.name}:\n{output_tail(result.stdout + result.stderr)}"
                 )
         os.replace(Path(tmp) / "fink-jvm.jar", jar_path)
     # Jars of older sources are never used again (a running JVM keeps its open copy).
@@ -257,15 +270,61 @@ def _fink_jvm_jar(cache: Path, progress: Callable[[str], None]) -> Path | None:
 def kafka_classpath(settings: Settings, *, log: Callable[[str], None] = log.info) -> list[Path]:
     """Jars of the local Kafka broker only: starting Kafka needs neither javac nor pyspark."""
     cache = jar_cache_dir(settings)
-    with _cache_lock(cache):
+    with cache_lock(cache):
         return _maven_folder(cache, "kafka-broker", log)
 
 
 def hbase_classpath(settings: Settings, *, log: Callable[[str], None] = log.info) -> list[Path]:
     """Jars of the local standalone HBase and its Thrift gateway (``maven/hbase.xml``)."""
     cache = jar_cache_dir(settings)
-    with _cache_lock(cache):
+    with cache_lock(cache):
         return _maven_folder(cache, "hbase", log)
+
+
+def hdfs_classpath(settings: Settings, *, log: Callable[[str], None] = log.info) -> list[Path]:
+    """Jars of the local HDFS NameNode and DataNode (``maven/hadoop-hdfs.xml``)."""
+    cache = jar_cache_dir(settings)
+    with folder_lock(cache):
+        return _maven_folder(cache, "hadoop-hdfs", log)
+
+
+def hadoop_daemon_command(
+    *,
+    conf_dir: Path,
+    jars: list[Path],
+    heap: str,
+    options: Sequence[str],
+    log4j: Path,
+    log_property: str,
+    log_file: Path,
+    main: Sequence[str],
+) -> list[str]:
+    """The command line of a JVM of the Hadoop family (HBase, the HDFS daemons).
+
+    ``conf_dir`` comes first on the class path, where they read their site files; each jar
+    folder is one wildcard (java expands it), which keeps argv, ``ps`` and the PID file
+    readable. Their logging is reload4j's, configured by ``log4j``, which writes to the
+    file named by the system property ``log_property``.
+    """
+    folders = dict.fromkeys(j.parent for j in jars)
+    classpath = ":".join([str(conf_dir), *(f"{folder}/*" for folder in folders)])
+    return [
+        find_jvm_tool("java"),
+        f"-Xmx{heap}",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        *options,
+        f"-Dlog4j.configuration={log4j.as_uri()}",
+        f"-D{log_property}={log_file}",
+        "-cp",
+        classpath,
+        *main,
+    ]
+
+
+def hdfs_log4j_conf() -> Path:
+    """The packaged log4j (reload4j) configuration of the local HDFS daemons."""
+    return CONF_DIR / "hdfs-log4j.properties"
 
 
 def hbase_log4j_conf() -> Path:
@@ -280,7 +339,7 @@ def resolve_jars(settings: Settings, *, log: Callable[[str], None] = log.info) -
     why the first run pauses; once the cache is warm it is not called at all.
     """
     cache = jar_cache_dir(settings)
-    with _cache_lock(cache):
+    with cache_lock(cache):
         kafka = _maven_folder(cache, "kafka-broker", log)
         connectors = _maven_folder(cache, "spark-connectors", log)
         fink_jvm = _fink_jvm_jar(cache, log)
@@ -289,13 +348,25 @@ def resolve_jars(settings: Settings, *, log: Callable[[str], None] = log.info) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m fink_broker.infra.jars [-c conf]``: warm the jar cache and list it."""
+    """``python -m fink_broker.infra.jars [-c conf]``: warm the jar cache and list it.
+
+    The cache also holds the schema registry binary (:mod:`fink_broker.infra.crates`), so
+    this one command prepares every local server offline.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m fink_broker.infra.jars",
         description="Resolve Fink's JVM jars (Maven, javac) into the jar cache and list them.",
     )
     parser.add_argument("-c", "--config", help="Fink TOML config file (default: $FINK_CONFIG)")
+    parser.add_argument(
+        "--no-registry",
+        action="store_true",
+        help="skip the local schema registry (a runtime image, without cargo, needs none)",
+    )
     args = parser.parse_args(argv)
+    # the schema registry, a Rust binary that shares the cache (crates imports this module)
+    from fink_broker.infra.crates import CargoError, registry_binary
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(args.config)
@@ -303,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
         jars = resolve_jars(settings, log=progress)
         hbase = hbase_classpath(settings, log=progress)
-    except (ConfigError, JvmToolError, JarResolutionError) as err:
+        registry = None if args.no_registry else registry_binary(settings, log=progress)
+        hdfs = hdfs_classpath(settings, log=progress)
+    except (ConfigError, JvmToolError, JarResolutionError, CargoError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"jar cache: {jar_cache_dir(settings)} (ready in {time.monotonic() - started:.1f} s)")
@@ -314,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     for jar in jars.kafka_classpath:
         print(f"  {jar.name}")
     print(f"hbase classpath ({len(hbase)} jars): {hbase[0].parent if hbase else '-'}")
+    print(f"schema registry: {registry or 'not built (--no-registry)'}")
+    print(f"hdfs classpath ({len(hdfs)} jars): {hdfs[0].parent if hdfs else '-'}")
     print(f"spark log4j2 configuration: {spark_log4j_conf()}")
     return 0
 

@@ -83,35 +83,23 @@ def server_properties(settings: Settings, *, sasl: bool = False) -> str:
     needs no credentials of its own, so no password is ever written here.
     """
     lk = settings.local_kafka
-    data_dir = kafka_dir(settings) / "data"
     listeners = [f"PLAINTEXT://127.0.0.1:{lk.port}"]
     protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     if sasl:
         listeners.append(f"SASL_PLAINTEXT://{local_sasl_bootstrap(settings)}")
         protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{lk.controller_port}",
-        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{lk.controller_port}"]),
-        "advertised.listeners": ",".join(listeners),
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": ",".join(protocols),
-        "log.dirs": str(data_dir),
-        "num.partitions": str(lk.partitions),
-        "auto.create.topics.enable": "true",
-        # one node: internal topics cannot have more replicas than that
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        # no other member will join: do not make the first consumer group wait 3 s
-        "group.initial.rebalance.delay.ms": "0",
-        "message.max.bytes": str(MAX_MESSAGE_BYTES),
-        "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
-    }
+    props = kraft_properties(
+        node_id=1,
+        listeners=listeners,
+        protocols=protocols,
+        controller_port=lk.controller_port,
+        voters=f"1@127.0.0.1:{lk.controller_port}",
+        data_dir=kafka_dir(settings) / "data",
+        partitions=lk.partitions,
+        # one node: topics, internal ones included, cannot have more replicas than that
+        replication=1,
+        min_insync=1,
+    )
     if sasl:
         mech = SASL_MECHANISM.lower()
         props.update(
@@ -123,11 +111,63 @@ def server_properties(settings: Settings, *, sasl: bool = False) -> str:
                 ),
             }
         )
-    header = "# Written by fink_broker.infra.kafka_local at each start: edit the settings instead\n"
+    return properties_text(props)
+
+
+def properties_text(props: dict[str, str]) -> str:
+    """A broker's ``server.properties``, headed by where it comes from."""
+    header = "# Written by Fink at each start of the broker: edit the settings instead\n"
     return header + "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def _new_cluster_id() -> str:
+def kraft_properties(
+    *,
+    node_id: int,
+    listeners: list[str],
+    protocols: list[str],
+    controller_port: int,
+    voters: str,
+    data_dir: Path,
+    partitions: int,
+    replication: int,
+    min_insync: int,
+) -> dict[str, str]:
+    """What every broker Fink runs shares: both KRaft roles, loopback listeners, large
+    messages, and the replication of every topic, internal ones included.
+
+    ``voters`` is KRaft's static quorum (``1@127.0.0.1:9093,2@...``). With ``replication``
+    replicas and ``min_insync`` of them needed by an ``acks=all`` write, a topic accepts
+    writes while ``replication - min_insync`` brokers are down, and no leader is ever
+    elected from a replica that missed acknowledged writes (unclean election stays off).
+    """
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
+        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
+        "log.dirs": str(data_dir),
+        "num.partitions": str(partitions),
+        "auto.create.topics.enable": "true",
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": str(min_insync),
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": str(replication),
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": str(min_insync),
+        "share.coordinator.state.topic.replication.factor": str(replication),
+        "share.coordinator.state.topic.min.isr": str(min_insync),
+        # no other member will join: do not make the first consumer group wait 3 s
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(MAX_MESSAGE_BYTES),
+        "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+    }
+
+
+def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as Kafka's Uuid)."""
     while True:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -146,12 +186,18 @@ def _cluster_id(data_dir: Path) -> str | None:
     return None
 
 
-def _format_storage(java: str, classpath: str, props: Path, data_dir: Path) -> str:
-    """Format the KRaft log directory once; return the cluster id it carries."""
+def format_storage(
+    java: str, classpath: str, props: Path, data_dir: Path, cluster_id: str | None = None
+) -> str:
+    """Format the KRaft log directory once; return the cluster id it carries.
+
+    The brokers of one cluster are formatted with the same ``cluster_id``; a single broker
+    draws a new one.
+    """
     existing = _cluster_id(data_dir)
     if existing:
         return existing
-    cluster_id = _new_cluster_id()
+    cluster_id = cluster_id or new_cluster_id()
     cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format"]
     cmd += ["-t", cluster_id, "-c", str(props)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -164,11 +210,35 @@ def _format_storage(java: str, classpath: str, props: Path, data_dir: Path) -> s
     return cluster_id
 
 
+def broker_java(settings: Settings) -> tuple[str, str]:
+    """The ``java`` executable and the broker's class path (Maven-resolved jars)."""
+    # One wildcard per folder (java expands it) keeps argv, `ps` and the PID file readable.
+    folders = dict.fromkeys(j.parent for j in kafka_classpath(settings))
+    return find_jvm_tool("java"), ":".join(f"{folder}/*" for folder in folders)
+
+
+def broker_argv(java: str, classpath: str, heap: str, logs_dir: Path, props: Path) -> list[str]:
+    """The command line of one broker JVM."""
+    return [
+        java,
+        f"-Xmx{heap}",
+        "-Djava.awt.headless=true",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Dlog4j2.configurationFile={kafka_log4j_conf()}",
+        f"-Dkafka.logs.dir={logs_dir}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(props),
+    ]
+
+
 def _tail_text(text: str, lines: int) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _admin(bootstrap: str) -> AdminClient:
+def probe_admin(bootstrap: str) -> AdminClient:
+    """An admin client for readiness probes of brokers Fink starts."""
     # Probes expect refused connections while the broker starts: keep librdkafka quiet and
     # its reconnect backoff short, so readiness is seen within ~0.5 s.
     return AdminClient(
@@ -184,21 +254,23 @@ def _admin(bootstrap: str) -> AdminClient:
 def kafka_ready(bootstrap: str, timeout: float = 5.0) -> bool:
     """True if a broker at ``bootstrap`` answers a metadata request within ``timeout`` s."""
     try:
-        _admin(bootstrap).list_topics(timeout=timeout)
+        probe_admin(bootstrap).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
 
 
-def _wait_ready(
-    record: processes.ServiceRecord, bootstrap: str, cluster_id: str, timeout: float
+def wait_ready(
+    records: list[processes.ServiceRecord], bootstrap: str, cluster_id: str, timeout: float
 ) -> None:
-    """Wait until our broker answers; fail fast if it exits or another cluster answers."""
-    admin = _admin(bootstrap)
+    """Wait until every broker of ``records`` is in the cluster's metadata; fail fast if one
+    exits or another cluster answers on ``bootstrap``."""
+    admin = probe_admin(bootstrap)
     deadline = time.monotonic() + timeout
     while True:
-        if not processes.is_running(record):
-            raise KafkaStartError("the Kafka broker exited during startup")
+        for record in records:
+            if not processes.is_running(record):
+                raise KafkaStartError(f"the Kafka broker {record.name} exited during startup")
         try:
             metadata = admin.list_topics(timeout=1.0)
         except KafkaException:
@@ -208,9 +280,12 @@ def _wait_ready(
                 raise KafkaStartError(
                     f"{bootstrap} is answered by another Kafka cluster ({metadata.cluster_id})"
                 )
-            return
+            if len(metadata.brokers) >= len(records):
+                return
         if time.monotonic() >= deadline:
-            raise KafkaStartError(f"the Kafka broker did not answer on {bootstrap} in {timeout} s")
+            raise KafkaStartError(
+                f"{len(records)} Kafka broker(s) did not answer on {bootstrap} in {timeout} s"
+            )
         time.sleep(0.1)
 
 
@@ -242,7 +317,7 @@ def set_scram_user(bootstrap: str, user: str, password: str, *, timeout: float =
     request nor the broker's metadata log ever holds it in clear. Re-running it at each start
     is harmless: an upsert replaces the credential (and a changed password takes effect).
     """
-    admin = _admin(bootstrap)
+    admin = probe_admin(bootstrap)
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
     upsert = UserScramCredentialUpsertion(user, info, password.encode())
     futures = admin.alter_user_scram_credentials([upsert], request_timeout=timeout)
@@ -373,23 +448,9 @@ def start_kafka(
     props = home / "server.properties"
     props.write_text(server_properties(settings, sasl=sasl))
 
-    java = find_jvm_tool("java")
-    # One wildcard per folder (java expands it) keeps argv, `ps` and the PID file readable.
-    folders = dict.fromkeys(j.parent for j in kafka_classpath(settings))
-    classpath = ":".join(f"{folder}/*" for folder in folders)
-    cluster_id = _format_storage(java, classpath, props, data_dir)
-    argv = [
-        java,
-        f"-Xmx{lk.heap}",
-        "-Djava.awt.headless=true",
-        "-XX:+ExitOnOutOfMemoryError",
-        f"-Dlog4j2.configurationFile={kafka_log4j_conf()}",
-        f"-Dkafka.logs.dir={logs_dir}",
-        "-cp",
-        classpath,
-        "kafka.Kafka",
-        str(props),
-    ]
+    java, classpath = broker_java(settings)
+    cluster_id = format_storage(java, classpath, props, data_dir)
+    argv = broker_argv(java, classpath, lk.heap, logs_dir, props)
     bootstrap = local_bootstrap(settings)
     server_log = logs_dir / "server.log"
     extra = {"bootstrap": bootstrap, "cluster_id": cluster_id, "server_log": str(server_log)}
@@ -422,7 +483,7 @@ def start_kafka(
         extra=extra,
     )
     try:
-        _wait_ready(record, bootstrap, cluster_id, timeout)
+        wait_ready([record], bootstrap, cluster_id, timeout)
         if password is not None:
             _provision_sasl(settings, password, started + timeout)
     except KafkaStartError as err:

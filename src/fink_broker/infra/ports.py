@@ -1,8 +1,13 @@
-"""Loopback port checks for the local components (Kafka, HBase, the API)."""
+"""Loopback port checks for the local components (Kafka, HBase, the API, the local cluster)."""
 
 from __future__ import annotations
 
+import random
 import socket
+
+#: where a free block of ports is looked for: below Linux's ephemeral range (32768-60999),
+#: so that outgoing connections do not take a port between the choice and the bind
+BLOCK_RANGE = (20000, 32000)
 
 
 def port_in_use(port: int) -> bool:
@@ -14,3 +19,22 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port_block(count: int, *, attempts: int = 200, rng: random.Random | None = None) -> int:
+    """The first of ``count`` consecutive loopback ports that are all free now.
+
+    A block rather than scattered ports: an operator reads the layout from one number
+    (``local_cluster.base_port``), and a restart finds its services where it left them.
+
+    >>> base = free_port_block(4)
+    >>> BLOCK_RANGE[0] <= base < BLOCK_RANGE[1] and not any(port_in_use(base + i) for i in range(4))
+    True
+    """
+    rng = rng or random.Random()
+    low, high = BLOCK_RANGE
+    for _ in range(attempts):
+        base = rng.randrange(low, high - count)
+        if not any(port_in_use(base + i) for i in range(count)):
+            return base
+    raise OSError(f"no {count} consecutive free ports on 127.0.0.1 in {low}-{high}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import psutil
 
 from fink_broker.config import Settings
 from fink_broker.errors import FinkError
+from fink_broker.infra.jars import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,9 @@ def pid_file(settings: Settings, name: str) -> Path:
     return run_dir(settings) / f"{name}.json"
 
 
-@contextlib.contextmanager
-def _run_lock(settings: Settings) -> Iterator[None]:
+def _run_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """Serialise check-then-write on the run folder between concurrent ``fink`` commands."""
-    folder = run_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return folder_lock(run_dir(settings))
 
 
 def _now_iso() -> str:
@@ -272,6 +264,12 @@ def register_foreground(
     return record
 
 
+def unregister(settings: Settings, name: str) -> None:
+    """Remove the record of ``name`` if it describes this process (a foreground service
+    that ends its work before the interpreter exits, such as a query in a test session)."""
+    _forget(settings, name, os.getpid())
+
+
 def _forget(settings: Settings, name: str, pid: int) -> None:
     """Remove the record of ``name`` if it still describes process ``pid``."""
     with contextlib.suppress(OSError), _run_lock(settings):
@@ -329,39 +327,56 @@ def stop(settings: Settings, name: str, *, timeout: float = 30.0) -> bool:
     signalled alone, so the shell that ran it survives. Returns False if ``name`` was not
     running. The PID file is removed either way.
     """
-    record = get(settings, name)
-    if record is None:
-        return False
-    proc = _process(record)
-    if proc is None:
-        _forget(settings, name, record.pid)
-        return False
-    try:
-        group = os.getpgid(proc.pid) == proc.pid
-        family = [proc, *proc.children(recursive=True)]
-    except (ProcessLookupError, psutil.NoSuchProcess):
-        _forget(settings, name, record.pid)
-        return False
-    log.info("stopping %s (PID %d) with SIGTERM", name, record.pid)
-    _signal(proc, signal.SIGTERM, group)
-    alive = _wait_gone(family, timeout)
+    return bool(stop_together(settings, [name], timeout=timeout))
+
+
+def stop_together(settings: Settings, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
+    """Stop several services at once, as :func:`stop` does one; return those that ran.
+
+    All get SIGTERM first, then share the grace period: the members of a KRaft quorum
+    shut down in parallel, where one after the other the last ones would wait for a
+    quorum that has already gone.
+    """
+    targets: list[tuple[ServiceRecord, psutil.Process, bool, list[psutil.Process]]] = []
+    for name in names:
+        record = get(settings, name)
+        if record is None:
+            continue
+        proc = _process(record)
+        try:
+            if proc is None:
+                raise ProcessLookupError(record.pid)
+            group = os.getpgid(proc.pid) == proc.pid
+            family = [proc, *proc.children(recursive=True)]
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            _forget(settings, name, record.pid)
+            continue
+        targets.append((record, proc, group, family))
+    for record, proc, group, _ in targets:
+        log.info("stopping %s (PID %d) with SIGTERM", record.name, record.pid)
+        _signal(proc, signal.SIGTERM, group)
+    alive = _wait_gone([p for *_, family in targets for p in family], timeout)
+    for record, proc, group, family in targets:
+        survivors = [p for p in family if p in alive]
+        if survivors:
+            log.warning(
+                "%s: PIDs %s still running %.0f s after SIGTERM: sending SIGKILL",
+                record.name,
+                [p.pid for p in survivors],
+                timeout,
+            )
+            if proc in survivors:
+                _signal(proc, signal.SIGKILL, group)
+            for child in survivors:
+                _signal(child, signal.SIGKILL, False)
     if alive:
-        log.warning(
-            "%s: PIDs %s still running %.0f s after SIGTERM: sending SIGKILL",
-            name,
-            [p.pid for p in alive],
-            timeout,
-        )
-        if proc in alive:
-            _signal(proc, signal.SIGKILL, group)
-        for child in alive:
-            _signal(child, signal.SIGKILL, False)
-        alive = _wait_gone(alive, 10.0)
-        if alive:
-            log.error("%s: PIDs %s survived SIGKILL", name, [p.pid for p in alive])
-    _forget(settings, name, record.pid)
-    log.info("stopped %s (PID %d)", name, record.pid)
-    return True
+        left = _wait_gone(alive, 10.0)
+        if left:
+            log.error("PIDs %s survived SIGKILL", [p.pid for p in left])
+    for record, *_ in targets:
+        _forget(settings, record.name, record.pid)
+        log.info("stopped %s (PID %d)", record.name, record.pid)
+    return [record.name for record, *_ in targets]
 
 
 def log_tail(path: str | os.PathLike[str], lines: int = 40) -> str:

@@ -295,11 +295,25 @@ def filters_for(
     return sorted((f for f in _values(filters) if f.supports(survey)), key=lambda f: f.name)
 
 
+def enabled_filters(survey: str, wanted: Iterable[str] = ()) -> list[AlertFilter]:
+    """The installed filters of ``survey`` named in ``wanted`` (all when it is empty);
+    a name that is not installed is an error. The distribution publishes them and the
+    archive lists their alerts (``tag`` table)."""
+    available = filters_for(survey, discover_filters())
+    wanted = list(wanted)
+    if wanted:
+        unknown = sorted(set(wanted) - {f.name for f in available})
+        if unknown:
+            raise ValueError(f"filters {unknown} are not installed for {survey}")
+        available = [f for f in available if f.name in wanted]
+    return available
+
+
 def _default_suffixes() -> dict[str, str]:
     # imported here: surveys import plugins.columns, so a module-level import would cycle
-    from fink_broker.surveys import SURVEYS, get_adapter
+    from fink_broker.surveys import topic_suffixes
 
-    return {survey: get_adapter(survey).topic_suffix for survey in SURVEYS}
+    return topic_suffixes()
 
 
 def describe_filters(

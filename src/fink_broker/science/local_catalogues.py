@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fink_broker.config import Settings
+from fink_broker.config import Settings, is_local_master
 from fink_broker.errors import FinkError
 from fink_broker.plugins import ScienceModule
 from fink_broker.science.catalogues import Catalogue, default_catalogues, j_name, read_table
@@ -62,13 +62,14 @@ class LocalCatalogue:
     source: str = ""
     added: str = ""
 
-    def catalogue(self) -> Catalogue:
-        """The catalogue the cross-match reads."""
+    def catalogue(self, *, shipped: bool = False) -> Catalogue:
+        """The catalogue the cross-match reads: its file, or with ``shipped`` the copy Spark
+        puts in each executor's working folder (``spark.files``), by its name alone."""
         return Catalogue(
             name=self.name,
             radius_arcsec=self.radius_arcsec,
             description=self.description or f"local catalogue {self.name}",
-            path=self.file,
+            path=Path(self.file).name if shipped else self.file,
         )
 
 
@@ -215,10 +216,25 @@ def module_version(entries: list[LocalCatalogue]) -> str:
 
 
 def local_module(settings: Settings) -> ScienceModule | None:
-    """The ``xmatch_local`` module over the registered catalogues, or None without any."""
+    """The ``xmatch_local`` module over the registered catalogues, or None without any.
+
+    With a cluster master the executors read the copies Spark distributes
+    (:func:`shipped_files`), not the driver's folder, which is not on their disk.
+    """
     entries = registered(catalogue_dir(settings))
     if not entries:
         return None
+    shipped = not is_local_master(settings.spark.master)
     return make_xmatch_module(
-        [e.catalogue() for e in entries], name=MODULE_NAME, version=module_version(entries)
+        [e.catalogue(shipped=shipped) for e in entries],
+        name=MODULE_NAME,
+        version=module_version(entries),
     )
+
+
+def shipped_files(settings: Settings) -> list[Path]:
+    """The catalogue files a cluster's driver sends to its executors (``spark.files``):
+    each lands in every executor's working folder, where :func:`local_module` reads it."""
+    if is_local_master(settings.spark.master):
+        return []
+    return [Path(e.file) for e in registered(catalogue_dir(settings))]

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import fastavro
 
-from fink_broker.surveys import get_adapter
+from fink_broker.surveys import default_adapters
 from fink_broker.surveys.base import SurveyAdapter
 
 log = logging.getLogger(__name__)
@@ -53,36 +53,8 @@ MAX_ERROR_CHARS = 160
 MJD_OFFSET = 2400000.5
 
 
-@dataclass(frozen=True)
-class Photometry:
-    """Where a survey keeps the brightness of the detection (the adapters do not say)."""
-
-    value: str
-    error: str
-    band: str
-    unit: str
-    #: numeric band codes -> names (ZTF ``fid``); empty when the band is already a name
-    band_names: Mapping[int, str]
-
-
-PHOTOMETRY: dict[str, Photometry] = {
-    "ztf": Photometry(
-        "candidate.magpsf", "candidate.sigmapsf", "candidate.fid", "mag", {1: "g", 2: "r", 3: "i"}
-    ),
-    "rubin": Photometry("diaSource.psfFlux", "diaSource.psfFluxErr", "diaSource.band", "nJy", {}),
-}
-
-#: Solar System alerts have no diaObject (id 0): show their ssObjectId instead
-OBJECT_FALLBACK = {"rubin": "diaSource.ssObjectId"}
-
-#: (survey, fields whose presence identifies it); nested alerts first, then flat records
-#: (an outgoing topic may publish selected columns at top level)
-SURVEY_MARKERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("ztf", frozenset({"candidate"})),
-    ("rubin", frozenset({"diaSource"})),
-    ("ztf", frozenset({"candid", "jd"})),
-    ("rubin", frozenset({"diaSourceId", "midpointMjdTai"})),
-)
+#: every survey's adapter with its defaults: the live view reads any survey's topic
+_ADAPTERS: tuple[SurveyAdapter, ...] = default_adapters()
 
 
 @dataclass(frozen=True)
@@ -151,18 +123,24 @@ def field_at(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def detect_survey(record: Mapping[str, Any]) -> str | None:
-    """The survey whose alert ``record`` is, from its fields (None if neither).
+def detect_survey(record: Mapping[str, Any]) -> SurveyAdapter | None:
+    """The adapter of the survey whose alert ``record`` is, from its fields (None if neither).
 
-    >>> detect_survey({"objectId": "ZTF1", "candidate": {}}), detect_survey({"diaSource": {}})
-    ('ztf', 'rubin')
-    >>> detect_survey({"foo": 1}) is None
-    True
+    Nested alerts are recognised first, then the flat records an outgoing topic may publish
+    (each adapter's ``display.markers``).
+
+    >>> detect_survey({"objectId": "ZTF1", "candidate": {}}).name
+    'ztf'
+    >>> detect_survey({"diaSource": {}}).name, detect_survey({"foo": 1}) is None
+    ('rubin', True)
     """
     keys = set(record)
-    for survey, markers in SURVEY_MARKERS:
-        if markers <= keys:
-            return survey
+    depth = max(len(a.display.markers) for a in _ADAPTERS)
+    for level in range(depth):
+        for adapter in _ADAPTERS:
+            markers = adapter.display.markers
+            if level < len(markers) and markers[level] <= keys:
+                return adapter
     return None
 
 
@@ -174,17 +152,16 @@ def summarize_record(
     record: Mapping[str, Any], *, framing: MessageFormat, schema: str | None = None
 ) -> AlertSummary:
     """The summary of a decoded record, with the survey adapter's paths."""
-    survey = detect_survey(record)
-    if survey is None:
+    adapter = detect_survey(record)
+    if adapter is None:
         fields = ", ".join(sorted(record)[:6])
         raise UndecodableError(f"not a ZTF or Rubin alert (fields: {fields})")
-    adapter: SurveyAdapter = get_adapter(survey)
     time = _float(field_at(record, adapter.time))
     if time is not None and adapter.time_kind == "jd":
         time -= MJD_OFFSET
-    phot = PHOTOMETRY[survey]
+    phot = adapter.display
     object_id = field_at(record, adapter.object_id)
-    fallback = field_at(record, OBJECT_FALLBACK[survey]) if survey in OBJECT_FALLBACK else None
+    fallback = field_at(record, phot.object_fallback) if phot.object_fallback else None
     if not object_id and fallback:
         object_id = f"ss:{fallback}"
     band = field_at(record, phot.band)
@@ -192,7 +169,7 @@ def summarize_record(
         band = phot.band_names.get(band, str(band))
     return AlertSummary(
         framing=framing,
-        survey=survey,
+        survey=adapter.name,
         alert_id=field_at(record, adapter.alert_id),
         object_id=object_id,
         mjd=time,

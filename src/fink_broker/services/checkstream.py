@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import signal
 import sys
@@ -34,12 +33,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from fink_broker.config import Settings
 from fink_broker.kafka_clients import MAX_MESSAGE_BYTES, connection_config
-from fink_broker.lake import Lake, is_local
+from fink_broker.lake import is_local
 from fink_broker.services.alert_display import (
     AlertDecoder,
     AlertSummary,
@@ -48,8 +46,9 @@ from fink_broker.services.alert_display import (
     PartitionOffsets,
     Report,
 )
+from fink_broker.services.stream_offsets import end_offsets, lag_of, stream2raw_positions
 from fink_broker.services.streaming import input_topic
-from fink_broker.surveys import SURVEYS, get_adapter
+from fink_broker.surveys import SurveyAdapter, build_survey
 
 log = logging.getLogger(__name__)
 
@@ -69,41 +68,7 @@ def lag_against(
 ) -> Lag:
     """The :class:`Lag` of a consumer whose next offsets are ``nexts`` (None: unknown)."""
     mine = {p: nexts.get(p) for p in highs}
-    lags = {p: None if n is None else max(0, highs[p] - n) for p, n in mine.items()}
-    return Lag(consumer, mine, lags, note)
-
-
-def read_spark_offsets(text: str) -> dict[str, dict[int, int]]:
-    """Topic -> partition -> next offset, from the text of a Spark ``offsets/<id>`` file.
-
-    Line 1 is the log version, line 2 the batch metadata, then one line per source; a
-    Kafka source line maps topic -> {partition: offset}, other sources look different and
-    are skipped, as are sources without offsets (``-``).
-
-    >>> read_spark_offsets('v1\\n{"batchWatermarkMs":0}\\n{"t":{"0":25,"1":14}}')
-    {'t': {0: 25, 1: 14}}
-    """
-    out: dict[str, dict[int, int]] = {}
-    for line in text.splitlines()[2:]:
-        try:
-            source = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(source, dict):
-            continue
-        for topic, offsets in source.items():
-            if isinstance(offsets, dict) and all(isinstance(v, int) for v in offsets.values()):
-                out.setdefault(topic, {}).update({int(p): int(v) for p, v in offsets.items()})
-    return out
-
-
-def latest_batch(checkpoint: Path) -> int | None:
-    """Highest batch id in ``<checkpoint>/offsets`` (files named by id; .crc and temp skipped)."""
-    folder = checkpoint / "offsets"
-    if not folder.is_dir():
-        return None
-    ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
-    return max(ids) if ids else None
+    return Lag(consumer, mine, lag_of(mine, highs), note)
 
 
 def stream2raw_lag(settings: Settings, topic: str, highs: Mapping[int, int]) -> Lag:
@@ -117,25 +82,17 @@ def stream2raw_lag(settings: Settings, topic: str, highs: Mapping[int, int]) -> 
     root = settings.paths.root
     if not is_local(root):
         return Lag("stream2raw", note=f"checkpoint on {root} is not read by checkstream")
-    surveys = [settings.stream2raw.survey, *(s for s in SURVEYS if s != settings.stream2raw.survey)]
-    found_any = False
-    for survey in surveys:
-        checkpoint = Path(Lake(root.removeprefix("file://"), survey).checkpoint("stream2raw"))
-        batch = latest_batch(checkpoint)
-        if batch is None:
+    positions = stream2raw_positions(settings)
+    for position in positions:
+        name = f"stream2raw ({position.survey})"
+        if position.error:
+            return Lag(name, note=f"checkpoint not readable: {position.error}")
+        if topic not in position.offsets:
             continue
-        found_any = True
-        try:
-            offsets = read_spark_offsets((checkpoint / "offsets" / str(batch)).read_text())
-        except OSError as err:  # the file may be replaced while Spark writes the next batch
-            return Lag(f"stream2raw ({survey})", note=f"checkpoint not readable: {err}")
-        if topic not in offsets:
-            continue
-        state = "committed" if (checkpoint / "commits" / str(batch)).exists() else "running"
-        return lag_against(
-            f"stream2raw ({survey})", offsets[topic], highs, f"batch {batch} {state}"
-        )
-    if found_any:
+        state = "committed" if position.committed else "running"
+        note = f"batch {position.batch} {state}"
+        return lag_against(name, position.offsets[topic], highs, note)
+    if positions:
         return Lag("stream2raw", note=f"its checkpoint does not read {topic}")
     return Lag("stream2raw", note=f"no checkpoint under {root}")
 
@@ -255,18 +212,13 @@ class Checkstream:
 
     # -- reporting
 
-    def _offsets(self, partitions: Iterable[int], end: str) -> dict[int, int]:
+    def _offsets(self, partitions: Iterable[int], end: Literal["low", "high"]) -> dict[int, int]:
         """Offset of each partition at its ``low`` or ``high`` watermark, in one admin
         request."""
-        from confluent_kafka import TopicPartition
-        from confluent_kafka.admin import OffsetSpec
-
-        spec = {"low": OffsetSpec.earliest, "high": OffsetSpec.latest}[end]()
-        request = {TopicPartition(self.topic, p): spec for p in sorted(partitions)}
-        futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT_S)
-        return {
-            tp.partition: f.result(timeout=REQUEST_TIMEOUT_S).offset for tp, f in futures.items()
-        }
+        found = end_offsets(
+            self._admin, ((self.topic, p) for p in partitions), end, REQUEST_TIMEOUT_S
+        )
+        return {p: offset for (_, p), offset in found.items()}
 
     def watermarks(self) -> tuple[PartitionOffsets, ...]:
         """Current low/high watermarks of every assigned partition, in two admin requests."""
@@ -359,12 +311,9 @@ class Checkstream:
 # --------------------------------------------------------------------------- CLI
 
 
-def default_topic(settings: Settings) -> str:
-    """``stream2raw.topic``, else the configured survey's default topic of tonight (UTC)."""
-    adapter = get_adapter(
-        settings.stream2raw.survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids
-    )
-    return input_topic(settings, adapter)
+def default_topic(settings: Settings, survey: SurveyAdapter | None = None) -> str:
+    """``stream2raw.topic``, else the survey's default topic of tonight (UTC)."""
+    return input_topic(settings, survey or build_survey(settings))
 
 
 def run(
@@ -455,8 +404,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--bootstrap", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
 
 
-def run_from_args(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Apply the flags over ``settings`` (a copy) and run; returns the exit code."""
+def run_from_args(
+    args: argparse.Namespace,
+    settings: Settings,
+    survey: SurveyAdapter | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Apply the flags over ``settings`` (a copy) and run; returns the exit code.
+
+    ``survey`` is the adapter the CLI built from the same flags (else built here)."""
     settings = copy.deepcopy(settings)
     if getattr(args, "bootstrap", None):
         settings.kafka.bootstrap_servers = args.bootstrap
@@ -466,7 +422,7 @@ def run_from_args(args: argparse.Namespace, settings: Settings, out: TextIO = sy
         settings.checkstream.last = args.last
     if getattr(args, "survey", None):
         settings.stream2raw.survey = args.survey
-    topic = getattr(args, "topic", None) or default_topic(settings)
+    topic = getattr(args, "topic", None) or default_topic(settings, survey)
     try:
         run(
             settings,

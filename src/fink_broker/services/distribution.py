@@ -21,25 +21,40 @@ from dataclasses import dataclass
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from fink_broker.config import Settings
 from fink_broker.engine.built_columns import BuiltColumns
-from fink_broker.engine.canonical import StagedColumns, canonical_staged
-from fink_broker.engine.filters import filter_inputs, topics_column
-from fink_broker.engine.kafka_options import refused_login, spark_kafka_options
+from fink_broker.engine.filters import (
+    failure_counts,
+    filter_input_columns,
+    filter_inputs,
+    topics_column,
+    verdicts_column,
+)
+from fink_broker.engine.kafka_options import refused_login, spark_producer_options
 from fink_broker.engine.outgoing import key_value, published_columns
 from fink_broker.engine.session import get_session
-from fink_broker.engine.sources import upstream_stream
+from fink_broker.engine.sink_state import set_aside
+from fink_broker.engine.sources import read_archive, upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.errors import FinkError
-from fink_broker.kafka_clients import KafkaAuthError, ensure_topics, outgoing_kafka
+from fink_broker.kafka_clients import (
+    KafkaAuthError,
+    TopicsRefused,
+    ensure_topics,
+    outgoing_kafka,
+)
 from fink_broker.lake import Lake
-from fink_broker.plugins.filters import AlertFilter, discover_filters, filters_for, topic_name
+from fink_broker.plugins.filters import (
+    AlertFilter,
+    discover_filters,
+    enabled_filters,
+    filters_for,
+    topic_name,
+)
 from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
-from fink_broker.surveys import get_adapter
-from fink_broker.surveys.fields import CANONICAL_NAMES
+from fink_broker.surveys import SurveyAdapter, as_adapter, build_survey
 
 log = logging.getLogger(__name__)
 
@@ -49,37 +64,25 @@ WAIT_FOR_ARCHIVE_S = 12 * 3600.0
 
 
 def selected_filters(settings: Settings, survey: str) -> list[AlertFilter]:
-    """Enabled filters for the survey."""
-    available = filters_for(survey, discover_filters())
-    wanted = settings.distribution.filters
-    if wanted:
-        unknown = sorted(set(wanted) - {f.name for f in available})
-        if unknown:
-            raise ValueError(f"filters {unknown} are not installed for {survey}")
-        available = [f for f in available if f.name in wanted]
-    return available
-
-
-def _filter_input_columns(schema: T.StructType, survey: str, names: Sequence[str]) -> StagedColumns:
-    """Filter inputs: canonical columns computed from the alert, others read as they are;
-    the ``stage`` columns go in a ``select`` before the one that reads the inputs."""
-    canonical = canonical_staged(
-        schema, survey, [n for n in names if n in CANONICAL_NAMES and n not in schema.names]
-    )
-    inputs = dict(canonical.columns)
-    inputs.update({n: F.col(n) for n in names if n not in inputs})
-    return StagedColumns(canonical.stage, inputs)
+    """Enabled filters for the survey (``distribution.filters``, or all installed)."""
+    return enabled_filters(survey, settings.distribution.filters)
 
 
 @dataclass(frozen=True)
 class _Routing:
-    """The routing expressions of one schema: topics per alert, message key and value,
-    which read the ``stage`` columns added to the science alerts first."""
+    """The routing expressions of one schema: the filters' verdicts, topics per alert
+    (from the verdicts column), message key and value, which read the ``stage`` columns
+    added to the science alerts first."""
 
     stage: list[Column]
+    verdicts: Column
     topics: Column
     key: Column
     value: Column
+
+
+#: the column that holds the filters' verdict struct while an alert is routed
+VERDICTS = "_fink_verdicts"
 
 
 #: routings by (schema, survey, filters, prefix, cutouts); a stream sees one schema
@@ -89,18 +92,18 @@ _ROUTINGS = BuiltColumns[_Routing]()
 def _routing(
     spark: SparkSession,
     science: DataFrame,
-    survey: str,
+    survey: SurveyAdapter,
     filters: Sequence[AlertFilter],
     prefix: str,
     cutouts: bool,
+    policy: str,
 ) -> _Routing:
     """Built once per schema: the expressions cost ~1 s of py4j calls (measured), which
     a micro-batch of a live stream should not pay again."""
 
     def build() -> _Routing:
-        suffix = get_adapter(survey).topic_suffix
-        topics = [topic_name(f, suffix, prefix=prefix) for f in filters]
-        inputs = _filter_input_columns(science.schema, survey, filter_inputs(filters))
+        topics = [topic_name(f, survey.topic_suffix, prefix=prefix) for f in filters]
+        inputs = filter_input_columns(science.schema, survey.name, filter_inputs(filters))
         key: Column | None = None
         value: Column | None = None
         # filters that publish the same columns share one schema; usually all publish all
@@ -114,25 +117,43 @@ def _routing(
             key = F.when(chosen, k) if key is None else key.when(chosen, k)
             value = F.when(chosen, v) if value is None else value.when(chosen, v)
         assert key is not None and value is not None
-        topics_per_alert = topics_column(filters, topics, inputs.columns)
-        return _Routing(inputs.stage_select(), topics_per_alert, key, value)
+        verdicts = verdicts_column(filters, inputs.columns, policy)
+        topics_per_alert = topics_column(filters, topics, F.col(VERDICTS))
+        return _Routing(inputs.stage_select(), verdicts, topics_per_alert, key, value)
 
-    memo = (science.schema.json(), survey, tuple(f.name for f in filters), prefix, cutouts)
+    memo = (
+        science.schema.json(),
+        survey.name,
+        survey.topic_suffix,
+        tuple(f.name for f in filters),
+        prefix,
+        cutouts,
+        policy,
+    )
     return _ROUTINGS.get(memo, build)
 
 
 def routed(
     spark: SparkSession,
     science: DataFrame,
-    survey: str,
+    survey: str | SurveyAdapter,
     filters: Sequence[AlertFilter],
     *,
     prefix: str = "fink_",
     cutouts: bool = True,
+    policy: str = "fail",
+    failures: Observation | None = None,
 ) -> DataFrame:
-    """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter."""
-    routing = _routing(spark, science, survey, filters, prefix, cutouts)
-    exploded = science.select("*", *routing.stage).withColumn("topic", F.explode(routing.topics))
+    """Pure builder: science alerts -> (topic, key, value) rows, one per matching filter.
+
+    ``policy`` is the filters' failure policy; ``failures``, when given, observes per
+    filter the alerts it failed on (before the explode, so each alert counts once).
+    """
+    routing = _routing(spark, science, as_adapter(survey), filters, prefix, cutouts, policy)
+    judged = science.select("*", *routing.stage).withColumn(VERDICTS, routing.verdicts)
+    if failures is not None:
+        judged = judged.observe(failures, *failure_counts(filters, F.col(VERDICTS)))
+    exploded = judged.withColumn("topic", F.explode(routing.topics))
     matched = exploded.where(F.col("topic").isNotNull())
     return matched.select("topic", routing.key.alias("key"), routing.value.alias("value"))
 
@@ -140,21 +161,22 @@ def routed(
 class DistributionBatchWriter:
     """The ``foreachBatch`` body: route, count per topic, publish, log."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, survey: str) -> None:
+    def __init__(self, spark: SparkSession, settings: Settings, survey: SurveyAdapter) -> None:
         self.spark = spark
-        self.survey = survey
-        self.filters = selected_filters(settings, survey)
+        self.adapter = survey
+        self.survey = survey.name
+        self.filters = selected_filters(settings, survey.name)
         self.settings = settings
         self.kafka = outgoing_kafka(settings)
         # the settings section an operator must fix when the output cluster refuses the login
         self.kafka_section = "output_kafka" if settings.output_kafka.bootstrap_servers else "kafka"
-        self.kafka_options = spark_kafka_options(self.kafka)
+        self.kafka_options = spark_producer_options(self.kafka)
         self.metrics = MetricsLog(settings, SERVICE)
         #: the operator-facing error that failed a batch, re-raised as such by :func:`run`
         self.failure: FinkError | None = None
-        suffix = get_adapter(survey).topic_suffix
         self.topics = [
-            topic_name(f, suffix, prefix=settings.distribution.topic_prefix) for f in self.filters
+            topic_name(f, survey.topic_suffix, prefix=settings.distribution.topic_prefix)
+            for f in self.filters
         ]
         self._topics_ready = False
 
@@ -165,13 +187,16 @@ class DistributionBatchWriter:
         # (cutouts included) cost more than the write; counting first ran the filters twice.
         tag = f"{SERVICE}_{batch_id}_{uuid.uuid4().hex}"
         seen_in, seen_out = Observation(f"{tag}_in"), Observation(f"{tag}_out")
+        seen_failed = Observation(f"{tag}_failed")
         messages = routed(
             self.spark,
             batch.observe(seen_in, F.count(F.lit(1)).alias("alerts")),
-            self.survey,
+            self.adapter,
             self.filters,
             prefix=self.settings.distribution.topic_prefix,
             cutouts=self.settings.distribution.cutouts,
+            policy=self.settings.distribution.failure_policy,
+            failures=seen_failed,
         )
         per_topic_counts = [F.count_if(F.col("topic") == F.lit(t)).alias(t) for t in self.topics]
         self._ensure_topics()
@@ -182,21 +207,23 @@ class DistributionBatchWriter:
         out = seen_out.get
         per_topic = {t: int(out[t]) for t in self.topics if out[t]}
         rows_in = int(seen_in.get["alerts"])
+        failed = {name: int(n) for name, n in seen_failed.get.items() if n}
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,
             rows_in=rows_in,
             rows_out=sum(per_topic.values()),
             duration_s=round(time.monotonic() - start, 3),
-            detail={"topics": per_topic, "survey": self.survey},
+            detail={"topics": per_topic, "survey": self.survey, "filter_failures": failed},
         )
         self.metrics.append(metrics)
         log.info(
-            "batch=%d alerts_in=%d messages_out=%d topics=%s duration=%.2fs",
+            "batch=%d alerts_in=%d messages_out=%d topics=%s filter_failures=%s duration=%.2fs",
             batch_id,
             rows_in,
             metrics.rows_out,
             per_topic,
+            failed,
             metrics.duration_s,
         )
 
@@ -206,7 +233,8 @@ class DistributionBatchWriter:
             return
         try:
             ensure_topics(self.kafka, self.topics, section=self.kafka_section)
-        except KafkaAuthError as refused:
+        except (KafkaAuthError, TopicsRefused) as refused:
+            # the operator must act: the service stops with this message, not restarted
             log.error("topics not created: %s", refused)
             self.failure = refused
             raise
@@ -244,19 +272,35 @@ def science_source(spark: SparkSession, settings: Settings, survey: str) -> Data
     )
 
 
-def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
-    """Start the distribution query of the configured survey (non-blocking)."""
-    return _start(settings, spark)[0]
+def start(
+    settings: Settings,
+    spark: SparkSession | None = None,
+    survey: SurveyAdapter | None = None,
+    *,
+    reset_checkpoint: bool = False,
+) -> StreamingQuery:
+    """Start the distribution query of ``survey`` (default: the configured one; non-blocking).
+
+    ``reset_checkpoint`` sets the checkpoint aside: the science archive is published again
+    (at-least-once; each record carries its alert id for consumers to de-duplicate).
+    """
+    return _start(settings, spark, survey, reset_checkpoint)[0]
 
 
 def _start(
-    settings: Settings, spark: SparkSession | None = None
+    settings: Settings,
+    spark: SparkSession | None = None,
+    adapter: SurveyAdapter | None = None,
+    reset_checkpoint: bool = False,
 ) -> tuple[StreamingQuery, DistributionBatchWriter]:
     """The query and its batch writer, whose ``failure`` :func:`run` reports."""
     spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
-    survey = settings.stream2raw.survey
+    adapter = adapter or build_survey(settings)
+    survey = adapter.name
     lake = Lake(settings.paths.root, survey)
-    writer = DistributionBatchWriter(spark, settings, survey)
+    if reset_checkpoint:
+        set_aside(spark, SERVICE, lake.checkpoint(SERVICE))
+    writer = DistributionBatchWriter(spark, settings, adapter)
     if not writer.filters:
         raise ValueError(f"no filter installed for {survey}")
     log.info(
@@ -279,12 +323,14 @@ def _start(
 
 def filter_frame(science: DataFrame, survey: str, names: Sequence[str]) -> pd.DataFrame:
     """The filter inputs ``names`` of the science alerts, as the filters receive them."""
-    inputs = _filter_input_columns(science.schema, survey, names)
+    inputs = filter_input_columns(science.schema, survey, names)
     staged = science.select("*", *inputs.stage_select())
     return staged.select(*[c.alias(n) for n, c in inputs.columns.items()]).toPandas()
 
 
-def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
+def dry_run(
+    settings: Settings, name: str, night: str, survey: SurveyAdapter | None = None
+) -> tuple[int, int]:
     """(alerts that pass filter ``name``, alerts) in the science archive of ``night``.
 
     Nothing is published: the filter runs on the archived alerts, as the service would.
@@ -292,23 +338,25 @@ def dry_run(settings: Settings, name: str, night: str) -> tuple[int, int]:
     from fink_broker.plugins.filters import run_filter
 
     spark = get_session(settings, app_name=f"fink-{SERVICE}-dry-run")
-    survey = settings.stream2raw.survey
+    survey = (survey or build_survey(settings)).name
     wanted = [f for f in filters_for(survey, discover_filters()) if f.name == name]
     if not wanted:
         raise ValueError(f"no filter {name!r} installed for {survey}")
     (alert_filter,) = wanted
-    science = spark.read.parquet(Lake(settings.paths.root, survey).science)
+    science = read_archive(spark, Lake(settings.paths.root, survey).science)
     frame = filter_frame(science.where(F.col("night") == night), survey, alert_filter.inputs)
     return int(run_filter(alert_filter, frame).sum()), len(frame)
 
 
-def run(settings: Settings) -> None:
+def run(
+    settings: Settings, survey: SurveyAdapter | None = None, *, reset_checkpoint: bool = False
+) -> None:
     """Run the distribution until the archive is drained (availableNow) or until SIGTERM.
 
     A failure the operator can act on (refused credentials) is raised as its ``FinkError``,
     which the CLI prints as one line, not as the query's wrapped Python traceback.
     """
-    query, writer = _start(settings)
+    query, writer = _start(settings, adapter=survey, reset_checkpoint=reset_checkpoint)
     try:
         await_with_graceful_stop(query)
     except Exception:  # StreamingQueryException, or the RuntimeError of a query seen ended

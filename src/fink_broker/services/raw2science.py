@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -36,6 +35,7 @@ from fink_broker.engine.modules import (
 )
 from fink_broker.engine.positional_zip import zip_by_position
 from fink_broker.engine.session import get_session, now
+from fink_broker.engine.sink_state import Resume, check, drop_archived, sink_batch
 from fink_broker.engine.sinks import committed, write_batch
 from fink_broker.engine.sources import BatchFiles, file_paths, upstream_stream
 from fink_broker.engine.triggers import trigger_kwargs
@@ -50,7 +50,7 @@ from fink_broker.plugins import (
 from fink_broker.plugins import modules_for as installed_modules_for
 from fink_broker.science import local_catalogues
 from fink_broker.services.streaming import BatchMetrics, MetricsLog, await_with_graceful_stop
-from fink_broker.surveys import rubin_fields, ztf_fields
+from fink_broker.surveys import SurveyAdapter, build_survey
 from fink_broker.surveys.fields import CANONICAL_NAMES, Cut
 
 log = logging.getLogger(__name__)
@@ -60,23 +60,6 @@ SERVICE = "raw2science"
 WAIT_FOR_ARCHIVE_S = 12 * 3600.0
 #: the provenance columns are constants of the run: the engine sets them on the JVM
 PROVENANCE_MODULE = "provenance"
-
-#: survey -> its field table module (canonical columns, quality cuts)
-_CUT_TABLES: dict[str, ModuleType] = {"ztf": ztf_fields, "rubin": rubin_fields}
-
-
-def quality_cuts(settings: Settings, survey: str) -> tuple[Cut, ...]:
-    """The survey's quality cuts with the thresholds of the config."""
-    r2s = settings.raw2science
-    options = {
-        "ztf": {
-            "nbad_max": r2s.ztf_nbad_max,
-            "rb_min": r2s.ztf_rb_min,
-            "drop_i_band": r2s.ztf_drop_i_band,
-        },
-        "rubin": {"reliability_min": r2s.rubin_reliability_min},
-    }[survey]
-    return _CUT_TABLES[survey].quality_cuts(**options)
 
 
 def selected_modules(settings: Settings, survey: str) -> list[ScienceModule]:
@@ -322,13 +305,22 @@ def cut_counts(schema: T.StructType, cuts: Sequence[Cut]) -> list[Column]:
 class ScienceBatchWriter:
     """The ``foreachBatch`` body: count cuts, build the science rows, write, log."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, survey: str) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        survey: SurveyAdapter,
+        resume: Resume | None = None,
+    ) -> None:
         self.spark = spark
-        self.survey = survey
-        self.cuts = quality_cuts(settings, survey)
-        self.modules = selected_modules(settings, survey)
+        self.survey = survey.name
+        self.alert_id = survey.alert_id
+        #: where the checkpoint's batch ids start in the archive (after a reset)
+        self.resume = resume or Resume()
+        self.cuts = survey.cuts
+        self.modules = selected_modules(settings, survey.name)
         self.policy = FailurePolicy(settings.raw2science.failure_policy)
-        self.lake = Lake(settings.paths.root, survey)
+        self.lake = Lake(settings.paths.root, survey.name)
         self.metrics = MetricsLog(settings, SERVICE)
         self.failures = FailureCounters.of_session(spark, self.modules)
         #: tasks that run the modules: one per core. A file-source batch has one task per
@@ -338,10 +330,12 @@ class ScienceBatchWriter:
         #: wall time with 2 tasks than with 8, the alert write no different either way.
         self.tasks = spark.sparkContext.defaultParallelism
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, query_batch_id: int) -> None:
         """Write the science rows of ``batch``."""
         start = time.monotonic()
+        batch_id = sink_batch(self.resume, query_batch_id)
         failed_before = self.failures.snapshot()
+        duplicates = 0
         if committed(self.spark, self.lake.science, batch_id):
             # replayed after a crash that followed the write: nothing is written, so
             # nothing is counted on the way; the cut columns alone are read (column pruning)
@@ -357,8 +351,17 @@ class ScienceBatchWriter:
                 self.failures,
                 tasks=self.tasks,
             )
-            write_batch(self.spark, science.frame, self.lake.science, batch_id, ["night"])
+            rows, kept = science.frame, None
+            if self.resume.nights:  # after --reset-checkpoint: re-read alerts already there
+                kept = Observation(f"{SERVICE}_kept_{batch_id}_{uuid.uuid4().hex}")
+                rows = drop_archived(
+                    self.spark, rows, self.lake.science, self.resume, self.alert_id
+                ).observe(kept, F.count(F.lit(1)).alias("rows"))
+            write_batch(self.spark, rows, self.lake.science, batch_id, ["night"])
             counts = science.counts()
+            if kept is not None:
+                duplicates = counts.get("_kept", 0) - int(kept.get["rows"])
+                counts["_kept"] = int(kept.get["rows"])
         rows_in = counts.get("_in", 0)
         rows_out = counts.get("_kept", 0)
         removed = {cut.name: counts.get(cut.name, 0) for cut in self.cuts}
@@ -369,7 +372,12 @@ class ScienceBatchWriter:
             rows_in=rows_in,
             rows_out=rows_out,
             duration_s=round(time.monotonic() - start, 3),
-            detail={"cut": removed, "module_failures": failures, "survey": self.survey},
+            detail={
+                "cut": removed,
+                "module_failures": failures,
+                "survey": self.survey,
+                "duplicates": duplicates,
+            },
         )
         self.metrics.append(metrics)
         log.info(
@@ -401,22 +409,40 @@ def raw_source(spark: SparkSession, settings: Settings, survey: str) -> DataFram
     )
 
 
-def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
-    """Start the raw2science query of the configured survey (non-blocking)."""
+def start(
+    settings: Settings,
+    spark: SparkSession | None = None,
+    survey: SurveyAdapter | None = None,
+    *,
+    reset_checkpoint: bool = False,
+) -> StreamingQuery:
+    """Start the raw2science query of ``survey`` (default: the configured one; non-blocking).
+
+    It refuses to start when the checkpoint is behind the science archive
+    (``engine.sink_state``); ``reset_checkpoint`` starts a new one that continues it.
+    """
     spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
-    survey = settings.stream2raw.survey
-    lake = Lake(settings.paths.root, survey)
-    writer = ScienceBatchWriter(spark, settings, survey)
+    adapter = survey or build_survey(settings)
+    survey_name = adapter.name
+    lake = Lake(settings.paths.root, survey_name)
+    resume = check(
+        spark,
+        SERVICE,
+        lake.checkpoint(SERVICE),
+        [lake.science],
+        reset_checkpoint=reset_checkpoint,
+    )
+    writer = ScienceBatchWriter(spark, settings, adapter, resume)
     log.info(
         "raw2science: %s %s -> %s, cuts %s, modules %s (policy %s)",
-        survey,
+        survey_name,
         lake.raw,
         lake.science,
         [c.name for c in writer.cuts],
         [m.name for m in writer.modules] or "none (--noscience)",
         writer.policy.value,
     )
-    alerts = raw_source(spark, settings, survey)
+    alerts = raw_source(spark, settings, survey_name)
     read = BatchFiles(spark, lake.raw, alerts.schema)
 
     def process(paths: DataFrame, batch_id: int) -> None:
@@ -424,7 +450,7 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
 
     return (
         file_paths(alerts)
-        .writeStream.queryName(f"{SERVICE}_{survey}")
+        .writeStream.queryName(f"{SERVICE}_{survey_name}")
         .foreachBatch(process)
         .option("checkpointLocation", lake.checkpoint(SERVICE))
         .trigger(**trigger_kwargs(settings.raw2science.trigger))
@@ -432,9 +458,11 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
     )
 
 
-def run(settings: Settings) -> None:
+def run(
+    settings: Settings, survey: SurveyAdapter | None = None, *, reset_checkpoint: bool = False
+) -> None:
     """Run raw2science until the raw archive is drained (availableNow) or until SIGTERM."""
-    await_with_graceful_stop(start(settings))
+    await_with_graceful_stop(start(settings, survey=survey, reset_checkpoint=reset_checkpoint))
 
 
-__all__ = ["quality_cuts", "run", "science_rows", "selected_modules", "start"]
+__all__ = ["run", "science_rows", "selected_modules", "start"]

@@ -23,6 +23,7 @@ from fink_broker.config import Settings
 from fink_broker.engine.decode import archive_columns, decode, quarantine_columns
 from fink_broker.engine.kafka_options import spark_kafka_options
 from fink_broker.engine.session import get_session
+from fink_broker.engine.sink_state import Resume, check, drop_archived, sink_batch
 from fink_broker.engine.sinks import commit_empty, committed, write_batch
 from fink_broker.engine.triggers import trigger_kwargs
 from fink_broker.lake import Lake
@@ -32,7 +33,7 @@ from fink_broker.services.streaming import (
     await_with_graceful_stop,
     input_topic,
 )
-from fink_broker.surveys import get_adapter
+from fink_broker.surveys import build_survey
 from fink_broker.surveys.base import SurveyAdapter
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,6 @@ def reason() -> Column:
     return F.substring_index("error", " (", 1)
 
 
-def adapter_of(settings: Settings) -> SurveyAdapter:
-    """The survey adapter configured for stream2raw."""
-    return get_adapter(
-        settings.stream2raw.survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids
-    )
-
-
 def kafka_source(
     spark: SparkSession, settings: Settings, topic: str, *, streaming: bool = True
 ) -> DataFrame:
@@ -82,23 +76,34 @@ def kafka_source(
 class RawBatchWriter:
     """The ``foreachBatch`` body: decode once, write archive and quarantine, log, count."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, adapter: SurveyAdapter) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        adapter: SurveyAdapter,
+        resume: Resume | None = None,
+    ) -> None:
         self.spark = spark
         self.adapter = adapter
         self.lake = Lake(settings.paths.root, adapter.name)
+        #: where the checkpoint's batch ids start in the archives (after a reset)
+        self.resume = resume or Resume()
         self.metrics = MetricsLog(settings, SERVICE)
         #: tasks per micro-batch: one per core. Spark's Kafka source makes one per topic
         #: partition; each task pays a fixed cost (generated code for the alert schema, a
         #: Parquet writer of ~200 columns) and writes a file, so fewer, fuller tasks
         #: (two per batch on local[2] instead of four) are cheaper and leave fewer files.
         self.tasks = spark.sparkContext.defaultParallelism
+        self.max_bytes = settings.stream2raw.max_decoded_mb * 2**20
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, query_batch_id: int) -> None:
         start = time.monotonic()
+        batch_id = sink_batch(self.resume, query_batch_id)
+        duplicates = 0
         if committed(self.spark, self.lake.raw, batch_id):
             archived, reasons = self._replayed(batch, batch_id)
         else:
-            archived, reasons = self._one_pass(batch, batch_id)
+            archived, reasons, duplicates = self._one_pass(batch, batch_id)
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,
@@ -106,7 +111,11 @@ class RawBatchWriter:
             rows_out=archived,
             quarantined=sum(reasons.values()),
             duration_s=round(time.monotonic() - start, 3),
-            detail={"quarantine_reasons": dict(reasons), "survey": self.adapter.name},
+            detail={
+                "quarantine_reasons": dict(reasons),
+                "survey": self.adapter.name,
+                "duplicates": duplicates,
+            },
         )
         self.metrics.append(metrics)
         log.info(
@@ -116,13 +125,15 @@ class RawBatchWriter:
             archived,
             metrics.quarantined,
             metrics.duration_s,
-            f" reasons={dict(reasons)}" if reasons else "",
+            (f" reasons={dict(reasons)}" if reasons else "")
+            + (f" already_archived={duplicates}" if duplicates else ""),
         )
         for reason, n in reasons.items():
             log.warning("quarantined %d message(s) in batch %d: %s", n, batch_id, reason)
 
-    def _one_pass(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str]]:
-        """Decode and archive in one pass over the Kafka batch, counting on the way.
+    def _one_pass(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str], int]:
+        """Decode and archive in one pass over the Kafka batch, counting on the way:
+        (archived, quarantined by reason, alerts dropped as already archived).
 
         The raw write observes every decoded message (count, and partition, offset and
         reason of the undecodable ones), so the alerts are read from Kafka, decoded and
@@ -131,7 +142,7 @@ class RawBatchWriter:
         failed is the batch read again, for their bytes, filtered to their offsets.
         """
         observation = Observation(f"stream2raw_{batch_id}_{uuid.uuid4().hex}")
-        decoded = decode(batch.coalesce(self.tasks), self.adapter)
+        decoded = decode(batch.coalesce(self.tasks), self.adapter, self.max_bytes)
         bad = F.when(
             F.col("error").isNotNull(),
             F.struct(
@@ -143,27 +154,36 @@ class RawBatchWriter:
         watched = decoded.observe(
             observation, F.count(F.lit(1)).alias("messages"), F.collect_list(bad).alias("bad")
         )
-        write_batch(
-            self.spark, archive_columns(watched, self.adapter), self.lake.raw, batch_id, ["night"]
-        )
+        rows = archive_columns(watched, self.adapter, self.max_bytes)
+        kept = None
+        if self.resume.nights:  # after --reset-checkpoint: the re-read alerts already there
+            kept = Observation(f"stream2raw_kept_{batch_id}_{uuid.uuid4().hex}")
+            rows = drop_archived(
+                self.spark, rows, self.lake.raw, self.resume, self.adapter.alert_id
+            ).observe(kept, F.count(F.lit(1)).alias("rows"))
+        write_batch(self.spark, rows, self.lake.raw, batch_id, ["night"])
         seen = observation.get
         failed = seen["bad"]
         if failed:
             where = {f"{r['partition']}:{r['offset']}" for r in failed}
             offsets = F.concat_ws(":", F.col("partition"), F.col("offset"))
-            rejected = decode(batch.where(offsets.isin(sorted(where))), self.adapter)
+            rejected = decode(
+                batch.where(offsets.isin(sorted(where))), self.adapter, self.max_bytes
+            )
             write_batch(
                 self.spark, quarantine_columns(rejected), self.lake.quarantine, batch_id, ["night"]
             )
         else:  # the log needs every batch id (its compaction batches merge the ten before)
             commit_empty(self.spark, self.lake.quarantine, batch_id)
-        return int(seen["messages"]) - len(failed), Counter(r["reason"] for r in failed)
+        decoded_ok = int(seen["messages"]) - len(failed)
+        archived = decoded_ok if kept is None else int(kept.get["rows"])
+        return archived, Counter(r["reason"] for r in failed), decoded_ok - archived
 
     def _replayed(self, batch: DataFrame, batch_id: int) -> tuple[int, Counter[str]]:
         """A batch the raw archive committed before a crash: its write is skipped (nothing
         to observe), so the counts come from a decode of their own, and the quarantine is
         written unless it committed too."""
-        decoded = decode(batch, self.adapter).persist(StorageLevel.MEMORY_AND_DISK)
+        decoded = decode(batch, self.adapter, self.max_bytes).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = {
                 (row["ok"], row["error"]): row["n"]
@@ -183,12 +203,29 @@ class RawBatchWriter:
         return archived, Counter({err: n for (ok, err), n in counts.items() if not ok})
 
 
-def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQuery:
-    """Start the stream2raw query (non-blocking)."""
+def start(
+    settings: Settings,
+    spark: SparkSession | None = None,
+    survey: SurveyAdapter | None = None,
+    *,
+    reset_checkpoint: bool = False,
+) -> StreamingQuery:
+    """Start the stream2raw query (non-blocking) for ``survey`` (default: the configured one).
+
+    It refuses to start when the checkpoint is behind the archive (``engine.sink_state``);
+    ``reset_checkpoint`` starts a new checkpoint that continues the archive instead.
+    """
     spark = spark or get_session(settings, app_name=f"fink-{SERVICE}")
-    adapter = adapter_of(settings)
+    adapter = survey or build_survey(settings)
     topic = input_topic(settings, adapter)
     lake = Lake(settings.paths.root, adapter.name)
+    resume = check(
+        spark,
+        SERVICE,
+        lake.checkpoint(SERVICE),
+        [lake.raw, lake.quarantine],
+        reset_checkpoint=reset_checkpoint,
+    )
     log.info(
         "stream2raw: %s topic %s on %s -> %s (trigger %s)",
         adapter.name,
@@ -200,14 +237,16 @@ def start(settings: Settings, spark: SparkSession | None = None) -> StreamingQue
     return (
         kafka_source(spark, settings, topic)
         .writeStream.queryName(f"{SERVICE}_{adapter.name}")
-        .foreachBatch(RawBatchWriter(spark, settings, adapter))
+        .foreachBatch(RawBatchWriter(spark, settings, adapter, resume))
         .option("checkpointLocation", lake.checkpoint(SERVICE))
         .trigger(**trigger_kwargs(settings.stream2raw.trigger))
         .start()
     )
 
 
-def run(settings: Settings) -> None:
+def run(
+    settings: Settings, survey: SurveyAdapter | None = None, *, reset_checkpoint: bool = False
+) -> None:
     """Run stream2raw until the topic is drained (availableNow) or until SIGTERM."""
-    query = start(settings)
+    query = start(settings, survey=survey, reset_checkpoint=reset_checkpoint)
     await_with_graceful_stop(query)

@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,45 @@ class BatchMetrics:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
+def metrics_path(settings: Settings, service: str) -> Path:
+    """The JSON-lines file of a service's micro-batches (and its supervisor's restarts)."""
+    return Path(settings.paths.state_dir) / "metrics" / f"{service}.jsonl"
+
+
+def metrics_lines(settings: Settings, service: str) -> Iterator[dict[str, Any]]:
+    """Every whole line of a service's metrics file, in order (none if it has none yet).
+
+    A line cut by a SIGKILL mid-write is skipped: the batch it described is replayed from
+    the checkpoint and logged again.
+    """
+    path = metrics_path(settings, service)
+    if not path.exists():
+        return
+    with path.open() as handle:
+        for text in handle:
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                yield line
+
+
+def committed_batches(settings: Settings, service: str) -> dict[int, dict[str, Any]]:
+    """Batch id -> the last line logged for it: a batch replayed after a kill is logged
+    again under its id, and counting by id counts it once."""
+    return {
+        line["batch_id"]: line
+        for line in metrics_lines(settings, service)
+        if "event" not in line and "batch_id" in line
+    }
+
+
+def restart_events(settings: Settings, service: str) -> list[dict[str, Any]]:
+    """The restarts a service's supervisor logged (reason, wait, time), in order."""
+    return [line for line in metrics_lines(settings, service) if "event" in line]
+
+
 class MetricsLog:
     """Appends batch metrics as JSON lines under ``<state_dir>/metrics/<service>.jsonl``.
 
@@ -53,12 +93,22 @@ class MetricsLog:
     """
 
     def __init__(self, settings: Settings, service: str) -> None:
-        self.path = Path(settings.paths.state_dir) / "metrics" / f"{service}.jsonl"
+        self.path = metrics_path(settings, service)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, metrics: BatchMetrics) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(asdict(metrics)) + "\n")
+
+
+#: set by SIGTERM/SIGINT while a query runs: the service is being stopped, and whatever
+#: fails from then on (the JVM shuts down with the process group) is no reason to restart
+STOP_REQUESTED = threading.Event()
+
+
+def stop_requested() -> bool:
+    """Whether the operator asked this process to stop (``fink stop``, Ctrl-C)."""
+    return STOP_REQUESTED.is_set()
 
 
 def await_with_graceful_stop(query: StreamingQuery, timeout_s: float = 120.0) -> None:
@@ -72,6 +122,7 @@ def await_with_graceful_stop(query: StreamingQuery, timeout_s: float = 120.0) ->
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping after the current micro-batch", signum)
         requested.set()
+        STOP_REQUESTED.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

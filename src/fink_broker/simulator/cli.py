@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from fink_broker.config import ConfigError, Settings, load_settings
+from fink_broker.simulator.bad_messages import INJECTION_KINDS
 from fink_broker.simulator.kafka_producer import COMPRESSIONS
 from fink_broker.simulator.replay import Injection, Progress, replay
-from fink_broker.surveys import SURVEYS
+from fink_broker.surveys import SURVEYS, build_survey
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_config: bool = False)
     parser.add_argument(
         "--datasim",
         metavar="FOLDER",
-        help="folder of alert files, one Avro container file per alert "
+        help="folder of alert files (Avro container files, one alert or several each) "
         "(default: simulator.datasim)",
     )
     parser.add_argument(
@@ -112,6 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_config: bool = False)
         "archive then compresses repeated stamps: not a realistic load)",
     )
     parser.add_argument(
+        "--schema-version",
+        metavar="V",
+        help="re-shape every alert into this version of the survey's schema (ZTF 3.3, 4.02; "
+        "Rubin 7.4, 9.0, 10.0, 11.1...) instead of sending it as published: fields the file "
+        "lacks get their default, null, or a zero, and are named in the log",
+    )
+    parser.add_argument(
         "--partitions",
         type=_positive_int,
         help="partitions of the topic if created (default: simulator.partitions)",
@@ -149,8 +157,27 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_config: bool = False)
         help="Rubin: interleave N alerts with an unknown schema id",
     )
     parser.add_argument(
+        "--inject",
+        action="append",
+        type=_injection,
+        default=[],
+        metavar="KIND=N",
+        help=f"interleave N bad messages of KIND, repeatable ({', '.join(INJECTION_KINDS)})",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the injected messages (default: 0)"
     )
+
+
+def _injection(text: str) -> Injection:
+    """``KIND=N`` of ``--inject``."""
+    kind, sep, count = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KIND=N, got {text!r}")
+    try:
+        return Injection(kind, _non_negative_int(count))  # type: ignore[arg-type]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _print_progress(state: Progress) -> None:
@@ -162,7 +189,6 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
     if args.bootstrap:
         settings = copy.deepcopy(settings)  # the caller's tree stays as loaded
         settings.kafka.bootstrap_servers = args.bootstrap
-    survey = args.survey or settings.stream2raw.survey
     folder = args.datasim or settings.simulator.datasim
     if not folder:
         print(
@@ -178,10 +204,12 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
         Injection("garbage", args.inject_garbage),
         Injection("truncated", args.inject_truncated),
         Injection("unknown_schema", args.inject_unknown_schema),
+        *args.inject,
     ]
     from confluent_kafka import KafkaException
 
     try:
+        survey = build_survey(settings, args.survey)
         summary = replay(
             settings,
             survey=survey,
@@ -197,6 +225,7 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             compression=args.compression,
             same_cutouts=args.same_cutouts,
+            schema_version=args.schema_version,
             progress=_print_progress,
         )
     except (ValueError, ConfigError) as err:

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException
 
 from fink_broker.config import KafkaSettings
-from fink_broker.kafka_clients import MAX_MESSAGE_BYTES, connection_config, redacted
+from fink_broker.kafka_clients import (
+    LINGER_MS,
+    MAX_MESSAGE_BYTES,
+    connection_config,
+    producer_delivery,
+    redacted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,9 @@ def producer_config(
 
     ``linger.ms`` of 20 lets librdkafka group messages of a batch into few requests without
     a visible delay; compression is off by default because cutouts are already gzipped (ZTF)
-    or poorly compressible, and a survey's stream is uncompressed too.
+    or poorly compressible, and a survey's stream is uncompressed too. Acknowledgements,
+    idempotence and retry timeouts come from the settings (``producer_delivery``): a replay
+    into a replicated cluster loses nothing and writes nothing twice when a broker dies.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}")
@@ -45,11 +53,10 @@ def producer_config(
         {
             "client.id": client_id,
             "message.max.bytes": MAX_MESSAGE_BYTES,
-            "linger.ms": 20,
+            "linger.ms": LINGER_MS,
             "compression.type": compression,
-            # a dead broker surfaces as counted delivery errors after 2 min, not after 5
-            "message.timeout.ms": 120_000,
-            "enable.idempotence": False,
+            # a dead cluster surfaces as counted delivery errors after delivery_timeout_ms
+            **producer_delivery(kafka),
         }
     )
     return config

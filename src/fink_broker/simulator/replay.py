@@ -15,29 +15,33 @@ stamps make the archive's compression look cheaper than real alerts do.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
-import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fink_broker.config import Settings
 from fink_broker.kafka_clients import ensure_topics
+from fink_broker.simulator import bad_messages
 from fink_broker.simulator import kafka_producer as kp
+from fink_broker.simulator.bad_messages import INJECTION_KINDS, InjectionKind
 from fink_broker.simulator.stamps import DistinctStamps
-from fink_broker.surveys import SurveyAdapter, get_adapter
-from fink_broker.surveys.base import default_topic, iter_alert_files, read_alert_file
+from fink_broker.simulator.versions import convert
+from fink_broker.surveys import SurveyAdapter, build_survey
+from fink_broker.surveys.base import (
+    WireSchema,
+    container_bytes,
+    default_topic,
+    iter_alert_files,
+    read_alert_records,
+    schema_fingerprint,
+)
 
 log = logging.getLogger(__name__)
-
-InjectionKind = Literal["garbage", "truncated", "unknown_schema"]
-INJECTION_KINDS: tuple[InjectionKind, ...] = ("garbage", "truncated", "unknown_schema")
-
-#: schema id of ``unknown_schema`` injections: valid Confluent framing, unregistered id
-UNKNOWN_SCHEMA_ID = 9999
 
 #: rate mode: how often the token bucket is checked, and how many seconds of tokens it
 #: may hold (a short burst absorbs scheduling jitter without exceeding the target rate)
@@ -238,11 +242,27 @@ def field_value(record: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
+@dataclass
+class _File:
+    """The messages one alert file gives: ZTF sends the container as it is, Rubin each
+    record behind the schema id of the file's version."""
+
+    #: the records, each as the survey published it (kept for repeat copies)
+    records: list[dict[str, Any]]
+    #: the writer schema the messages are encoded with
+    wire: WireSchema
+    #: the messages' bytes, when they are the file's own (ZTF, no conversion)
+    published: bytes | None
+
+
 class AlertSource:
     """Encoded alerts of a folder, repeated ``repeat`` times with fresh identifiers.
 
-    Copy 0 is encoded once at load time and cached; copy ``k`` is built (fresh ids,
-    distinct stamps) and encoded on demand in :meth:`message`. The time of both is
+    A file's alerts go out as published: a ZTF container's bytes unchanged, a Rubin record
+    in Confluent wire format behind the schema id of the file's own version. Only repeat
+    copies (fresh ids, distinct stamps: built on demand in :meth:`message`) and
+    ``schema_version`` (every record re-shaped into that version, ``simulator.versions``) are
+    encoded anew, with the file's own writer schema or the requested one. Encoding time is
     accumulated to report the simulator's ceiling.
     """
 
@@ -254,6 +274,7 @@ class AlertSource:
         limit: int | None = None,
         keep_records: bool = True,
         same_cutouts: bool = False,
+        schema_version: str | None = None,
     ) -> None:
         files = list(iter_alert_files(folder))
         if not files:
@@ -263,19 +284,54 @@ class AlertSource:
         self.adapter = adapter
         self.encoded = 0
         self.encode_seconds = 0.0
+        self.filled: set[str] = set()
+        target = None if schema_version is None else adapter.schema_version(schema_version)
+        self._renamed = _both_ways(adapter.renamed)
         self.keys: list[bytes] = []
         self.values: list[bytes] = []
-        self.records: list[dict[str, Any]] = []
+        #: (file, record index or None for the whole container) of each message
+        self._origin: list[tuple[_File, int | None]] = []
         self.stamps = None if same_cutouts else DistinctStamps()
-        for i, path in enumerate(files):
-            record, _schema = read_alert_file(path)
-            if i == 0:  # untimed: the first encode parses the schema, not a steady cost
-                adapter.encode(record)
-            self.keys.append(self._key(record))
-            self.values.append(self._encode(record))
-            if keep_records:
-                self.records.append(record)
-        log.info("loaded %d alert files from %s", len(files), folder)
+        for path in files:
+            source = self._load(path, target)
+            whole = adapter.framing == "avro_container"  # a container is one message
+            units: list[int | None] = [None] if whole else list(range(len(source.records)))
+            for unit in units:
+                records = source.records if unit is None else [source.records[unit]]
+                self.keys.append(self._key(records[0]))
+                if source.published is not None:
+                    self.values.append(source.published)
+                else:
+                    self.values.append(self._encode(records, source.wire))
+                self._origin.append((source, unit))
+            if not keep_records:
+                source.records = []
+        log.info(
+            "loaded %d alert files (%d messages) from %s", len(files), len(self.values), folder
+        )
+        if self.filled:
+            log.info("fields made up for version %s: %s", schema_version, sorted(self.filled))
+
+    def _load(self, path: Path, target: WireSchema | None) -> _File:
+        records, schema = read_alert_records(path)
+        if target is not None:
+            shaped = []
+            for record in records:
+                out, filled = convert(record, json.loads(target.json), self._renamed)
+                self.filled.update(filled)
+                shaped.append(out)
+            return _File(shaped, target, None)
+        wire = self.adapter.writer_of(schema)
+        if self.adapter.framing == "avro_container":
+            # a container carries its own schema: any version goes out as it is
+            own = wire or WireSchema(schema_fingerprint(schema), "file", json.dumps(schema))
+            return _File(records, own, Path(path).read_bytes())
+        if wire is None:
+            raise ValueError(
+                f"{path}: its schema is none of the {self.adapter.name} versions accepted; "
+                "replay it with --schema-version"
+            )
+        return _File(records, wire, None)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -283,70 +339,77 @@ class AlertSource:
     def _key(self, record: Mapping[str, Any]) -> bytes:
         return str(field_value(record, self.adapter.alert_id)).encode("utf-8")
 
-    def _encode(self, record: Mapping[str, Any]) -> bytes:
+    def _encode(self, records: list[dict[str, Any]], wire: WireSchema) -> bytes:
         start = time.perf_counter()
-        value = self.adapter.encode(record)
+        if self.adapter.framing == "avro_container":
+            value = container_bytes(records, wire.parsed)
+        else:
+            (record,) = records
+            value = self.adapter.encode(record, wire)
         self.encode_seconds += time.perf_counter() - start
-        self.encoded += 1
+        self.encoded += len(records)
         return value
+
+    def sample(
+        self, j: int
+    ) -> tuple[bytes, Mapping[str, Any] | None, Callable[[Mapping[str, Any]], bytes]]:
+        """Message ``j`` as published, its (first) record (None when the records were not
+        kept), and an encoder of a record with the message's own writer schema (for the
+        injections of ``simulator.bad_messages``)."""
+        source, unit = self._origin[j]
+        record = source.records[0 if unit is None else unit] if source.records else None
+        return self.values[j], record, lambda r: self._encode([dict(r)], source.wire)
 
     def message(self, index: int) -> tuple[bytes, bytes]:
         """(key, value) of alert ``index`` of the repeated sequence (copy ``index // n``)."""
         copy, j = divmod(index, len(self.values))
         if copy == 0:
             return self.keys[j], self.values[j]
-        if not self.records:
+        source, unit = self._origin[j]
+        if not source.records:
             raise RuntimeError("repeat copies need the records: load with keep_records=True")
+        records = source.records if unit is None else [source.records[unit]]
         start = time.perf_counter()
-        fresh = self.adapter.with_fresh_ids(self.records[j], copy)
-        if self.stamps is not None:
-            fresh = self.stamps.apply(fresh, j, copy)
+        fresh = []
+        for record in records:
+            copied = self.adapter.with_fresh_ids(record, copy)
+            if self.stamps is not None:
+                copied = self.stamps.apply(copied, j, copy)
+            fresh.append(copied)
         self.encode_seconds += time.perf_counter() - start
-        return self._key(fresh), self._encode(fresh)
+        return self._key(fresh[0]), self._encode(fresh, source.wire)
 
 
-def bad_message(kind: InjectionKind, rng: random.Random, source: AlertSource) -> bytes:
-    """One undecodable message of ``kind`` (see :class:`Injection`).
+def _both_ways(renamed: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, tuple[str, ...]]:
+    """Renames as the converter reads them: a field's new name from its old ones, and back."""
+    out: dict[str, tuple[str, ...]] = {}
+    for new, olds in renamed:
+        out[new] = (*out.get(new, ()), *olds)
+        prefix = new.rsplit(".", 1)[0] + "." if "." in new else ""
+        for old in olds:
+            out[f"{prefix}{old}"] = (*out.get(f"{prefix}{old}", ()), new.rsplit(".", 1)[-1])
+    return out
 
-    - ``garbage``: random bytes whose first byte is neither the Confluent magic (0) nor the
-      ``O`` of the Avro container magic, so it fails at the framing stage in every survey;
-    - ``truncated``: a real encoded alert cut at a random length; for containers the cut
-      right after the header is skipped, as it leaves a valid (empty) container file;
-    - ``unknown_schema``: a valid Rubin body behind an unregistered schema id.
-    """
-    if kind == "garbage":
-        body = bytearray(rng.randbytes(rng.randint(16, 4096)))
-        body[0] = rng.choice([b for b in range(1, 256) if b != ord("O")])
-        return bytes(body)
-    value = source.values[rng.randrange(len(source))]
-    if kind == "truncated":
-        header_end = -1
-        if value.startswith(b"Obj\x01"):
-            header_end = value.find(value[-16:]) + 16  # null codec: the sync marker ends it
-        while True:
-            cut = rng.randint(1, len(value) - 1)
-            if cut != header_end:
-                return value[:cut]
-    if kind == "unknown_schema":
-        if source.adapter.framing != "confluent_wire":
-            raise ValueError(
-                f"unknown_schema injections need Confluent framing, not {source.adapter.name}"
-            )
-        ids = getattr(source.adapter, "schema_ids", ())
-        bad_id = UNKNOWN_SCHEMA_ID if UNKNOWN_SCHEMA_ID not in ids else max(ids) + 1
-        return struct.pack(">bI", 0, bad_id) + value[5:]
-    raise ValueError(f"unknown injection kind {kind!r}")
+
+def bad_message(kind: InjectionKind, rng: random.Random, source: AlertSource) -> bytes | None:
+    """One message of ``kind`` (see ``simulator.bad_messages``) made from ``source``'s alerts."""
+    return bad_messages.bad_message(kind, rng, source.adapter, source.sample, len(source))
 
 
 def iter_messages(
-    source: AlertSource, n_alerts: int, bad_at: Mapping[int, InjectionKind], seed: int
+    source: AlertSource,
+    n_alerts: int,
+    bad_at: Mapping[int, InjectionKind],
+    seed: int,
+    first: int = 0,
 ) -> Iterator[tuple[bytes, bytes, InjectionKind | None]]:
-    """(key, value, injection kind or None) of the whole sequence, lazily, in send order.
+    """(key, value, injection kind or None) of the whole sequence, lazily, in send order,
+    from alert ``first`` of the repeated sequence.
 
     Bad messages get keys ``inject-<kind>-<n>`` so that each is unique and recognisable.
     """
     rng = random.Random(seed + 1)
-    alert = 0
+    alert = first
     seen = dict.fromkeys(INJECTION_KINDS, 0)
     for position in range(n_alerts + len(bad_at)):
         kind = bad_at.get(position)
@@ -366,7 +429,7 @@ ProgressFn = Callable[[Progress], None]
 def replay(
     settings: Settings,
     *,
-    survey: str,
+    survey: str | SurveyAdapter,
     folder: str | Path,
     topic: str | None = None,
     nalerts: int | None = None,
@@ -379,8 +442,10 @@ def replay(
     seed: int = 0,
     compression: str = "none",
     same_cutouts: bool = False,
+    schema_version: str | None = None,
     progress: ProgressFn | None = None,
     producer: kp.ProducerLike | None = None,
+    skip: int = 0,
 ) -> ReplaySummary:
     """Replay the alert files of ``folder`` into ``topic`` and return what happened.
 
@@ -388,8 +453,14 @@ def replay(
     ``nbatches``/``interval`` (batch ``i`` starts at ``t0 + i * interval``, each batch
     flushed) or ``rate`` (alerts/s, token bucket) sets the pace. The topic is created with
     ``partitions`` partitions when missing. ``producer`` replaces the Kafka producer (and
-    skips topic creation) in unit tests.
+    skips topic creation) in unit tests. ``survey`` is the adapter (or its name, built from
+    ``settings``); ``schema_version`` re-shapes every alert into that version of the survey's
+    schema (``simulator.versions``) instead of sending it as published. ``skip`` leaves out
+    the first alerts of the repeated sequence: a replay that goes on from an earlier one of
+    ``skip`` alerts sends the alerts that follow, with ids the first did not use.
     """
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     if nalerts is not None and nalerts < 0:
@@ -401,45 +472,54 @@ def replay(
     if rate is not None and (nbatches != 1 or interval):
         raise ValueError("rate paces the whole replay: do not combine it with nbatches/interval")
     plan_batches(0, nbatches)  # validates nbatches before any I/O
-    adapter = get_adapter(survey, rubin_schema_ids=settings.stream2raw.rubin_schema_ids)
+    adapter = build_survey(settings, survey) if isinstance(survey, str) else survey
     inject = [i for i in (inject or []) if i.count]
     if any(i.kind == "unknown_schema" for i in inject) and adapter.framing != "confluent_wire":
-        raise ValueError(f"unknown_schema injections apply to Rubin only, not {survey}")
+        raise ValueError(f"unknown_schema injections apply to Rubin only, not {adapter.name}")
     topic = topic or settings.simulator.topic or default_topic(adapter)
     partitions = partitions or settings.simulator.partitions
 
-    n_files = sum(1 for _ in iter_alert_files(folder))
-    available = n_files * repeat
-    n_alerts = available if nalerts is None else min(nalerts, available)
-    if nalerts is not None and nalerts > available:
-        log.warning(
-            "only %d alerts available (%d files x %d), not %d", available, n_files, repeat, nalerts
-        )
     source = AlertSource(
         adapter,
         folder,
-        limit=n_alerts or 1,
-        keep_records=n_alerts > n_files,
+        limit=(nalerts + skip) if nalerts else None,
+        # repeat copies and NaN-time injections are made from the records
+        keep_records=repeat > 1 or any(i.kind == "nan_time" and i.count for i in inject or ()),
         same_cutouts=same_cutouts,
+        schema_version=schema_version,
     )
+    available = max(len(source) * repeat - skip, 0)
+    n_alerts = available if nalerts is None else min(nalerts, available)
+    if nalerts is not None and nalerts > available:
+        log.warning(
+            "only %d alerts available (%d messages x %d), not %d",
+            available,
+            len(source),
+            repeat,
+            nalerts,
+        )
     bad_at = interleave(n_alerts, inject, seed)
 
     if producer is None:
         ensure_topics(settings.kafka, [topic], partitions)
         producer = kp.new_producer(kp.producer_config(settings.kafka, compression=compression))
     tracker = kp.DeliveryTracker()
-    summary = ReplaySummary(survey=survey, topic=topic, bad=dict.fromkeys(INJECTION_KINDS, 0))
-    messages = iter_messages(source, n_alerts, bad_at, seed)
+    summary = ReplaySummary(survey=adapter.name, topic=topic, bad={i.kind: 0 for i in inject or ()})
+    messages = iter_messages(source, n_alerts, bad_at, seed, first=skip)
     total = n_alerts + len(bad_at)
     log.info(
-        "replaying %d alerts + %d bad messages of %s into %s", n_alerts, len(bad_at), survey, topic
+        "replaying %d alerts + %d bad messages of %s into %s",
+        n_alerts,
+        len(bad_at),
+        adapter.name,
+        topic,
     )
 
     def send(count: int) -> int:
         done = 0
         for key, value, kind in itertools.islice(messages, count):
             kp.produce(producer, topic, key, value, tracker)
-            summary.bytes += len(value)
+            summary.bytes += len(value or b"")
             done += 1
             if kind is None:
                 summary.alerts += 1

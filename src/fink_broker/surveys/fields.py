@@ -31,7 +31,6 @@ How each transform reads as Spark SQL (for the engine; ``c(p)`` is the column at
 
 from __future__ import annotations
 
-import importlib
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -395,15 +394,14 @@ def evaluate_cuts(cuts: Sequence[Cut], records: Iterable[Mapping[str, Any]]) -> 
 # ---------------------------------------------------------------------------------------
 # Applying a survey's table in plain Python
 
-_TABLES = {"ztf": "fink_broker.surveys.ztf_fields", "rubin": "fink_broker.surveys.rubin_fields"}
-
 
 def survey_table(survey: str | Any) -> Mapping[str, Transform]:
-    """The canonical table of a survey (by name, or an adapter with a ``name``)."""
-    name = survey if isinstance(survey, str) else survey.name
-    if name not in _TABLES:
-        raise ValueError(f"no canonical table for survey {name!r}; known: {sorted(_TABLES)}")
-    return importlib.import_module(_TABLES[name]).CANONICAL
+    """The canonical table of a survey (an adapter, or a survey's name)."""
+    if isinstance(survey, str):
+        from fink_broker.surveys import get_adapter  # the adapters import this module
+
+        survey = get_adapter(survey)
+    return survey.canonical
 
 
 def check_table(table: Mapping[str, Transform]) -> None:

@@ -14,3 +14,7 @@ from __future__ import annotations
 ZTF_NAME = "ztf"
 #: the Rubin Observatory's LSST (adapter ``surveys.rubin``)
 RUBIN_NAME = "rubin"
+
+#: every survey Fink has an adapter for (``surveys.ADAPTERS`` holds one per name): the
+#: choices of the CLI's ``--survey``, importable without the adapters' dependencies
+SURVEY_NAMES: tuple[str, ...] = (ZTF_NAME, RUBIN_NAME)

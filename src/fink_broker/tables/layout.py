@@ -4,31 +4,54 @@ Pure data and pure functions (no HBase client, no Spark): the archive writer bui
 keys on the JVM from the formats declared here, and the REST API builds its scans from the
 same functions, so the two sides cannot drift apart.
 
-Tables of one survey are named ``<namespace>_<survey>_<kind>``:
+Tables of one survey are named ``<namespace>_<survey>_<kind>``; ``·`` below is the key
+separator :data:`KEY_SEP`, the NUL byte:
 
-===========  ======================================  ========================================
-kind         row key                                 content
-===========  ======================================  ========================================
-``alerts``   ``<objectId>_<mjd>``                    one row per alert: ``i:alert`` the survey
-                                                     values, ``d:fink`` Fink's (canonical
-                                                     columns, science modules, provenance),
-                                                     each one Avro record; ``d:schema``
-``pixel``    ``<hpx>_<mjd>_<objectId>``              cone-search index: HEALPix (nested,
+==============  ===================================  =====================================
+kind            row key                              content
+==============  ===================================  =====================================
+``alerts``      ``<objectId>·<mjd>``                 one row per alert: the survey values
+                                                     (``i:alert`` for ZTF, ``r:alert`` for
+                                                     Rubin) and Fink's (``d:fink`` /
+                                                     ``f:fink``), each one Avro record, and
+                                                     the schema key (``d:schema``)
+``pixel``       ``<hpx>·<mjd>·<objectId>``           cone-search index: HEALPix (nested,
                                                      order 10) pixel of the alert
-``class``    ``<label>_<100000-mjd>_<objectId>``     latest alerts per Fink label, newest
+``class``       ``<label>·<100000-mjd>·<objectId>``  latest alerts per Fink label, newest
                                                      first in a forward scan
-``sso``      ``<name>_<mjd>_<objectId>``             alerts of a known Solar System object
-``upper``    ``<objectId>_<mjd>``                    ZTF upper limits and Rubin forced
-                                                     photometry of the alert histories
-``cutouts``  ``<alertId>``                           the three image cutouts, once per alert
-``schema``   ``<broker version>_<columns hash>``     the column types of each version written
-===========  ======================================  ========================================
+``tag``         ``<filter>·<100000-mjd>·<objectId>`` latest alerts passing each filter
+``anomaly``     ``<100000-mjd>·<objectId>``          alerts flagged by ``anomaly_score``
+``sso``         ``<name>·<mjd>·<objectId>``          alerts of a known Solar System object
+``upper``       ``<objectId>·<mjd>·<kind>``          the alert histories: ZTF upper limits
+                                                     and earlier detections, Rubin forced
+                                                     photometry, each item as the survey
+                                                     sent it
+``names``       ``<name, lower case>·<objectId>``    what the resolver knows: alert ids,
+                                                     catalogue counterparts, SSO names
+``statistics``  ``<night>``                          counts of the archived alerts, one
+                                                     cell per science file
+``cutouts``     ``<alertId>``                        the three image cutouts, once per alert
+``schema``      ``<broker version>·<columns hash>``  the column types of each version written
+==============  ===================================  =====================================
+
+The separator is NUL because no identifier holds it: ZTF ids are letters and digits, Rubin
+ids digits, replay copies add ``_k``, and ``_`` (Fink's own separator) made
+``ZTF20aaelulu`` a key prefix of ``ZTF20aaelulu_1``. NUL also sorts below every other
+byte, so the rows of one object come before those of any longer id it prefixes. An id
+that does contain NUL is keyed by its alert id instead (:data:`ALERT_KEY_PREFIX`), like an
+alert without object id; the API refuses such ids (400).
 
 Times are MJD with 8 decimals (1 ms): a fixed width for every date since 1858-11-17+10000 d,
 so keys sort by time. Re-archiving an alert rewrites the same keys: the archive is
 idempotent. Index rows (``r:`` family) hold the alert's main-table key and the few values
 their queries filter on, so a query reads the index, then the alerts it selected. The API
-names columns ``family:qualifier`` (``i:magpsf``, ``d:mjd``) whatever cell holds them.
+names columns ``family:qualifier`` (``i:magpsf``, ``d:mjd``; Rubin ``r:psfFlux``,
+``f:mjd``) whatever cell holds them.
+
+Tables written before the NUL separator and the Rubin ``r``/``f`` families (layout 1)
+are neither read nor extended by this version (layout :data:`LAYOUT_VERSION`, recorded in
+each schema row): ``fink archive --rebuild`` drops them and archives every night of the
+science archive again, see the README's *Migrating an archive*.
 """
 
 from __future__ import annotations
@@ -39,26 +62,32 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: family of the survey's own alert values
+#: family of the survey's own alert values (ZTF; each survey declares its own, see
+#: :class:`Families`)
 SURVEY_FAMILY = "i"
-#: family of Fink's added values: canonical columns, science outputs, provenance
+#: family of Fink's added values: canonical columns, science outputs, provenance (ZTF)
 FINK_FAMILY = "d"
+#: version of this layout, recorded in each schema row: 2 = NUL key separator, Rubin
+#: families ``r``/``f``, tables ``tag``, ``anomaly``, ``names`` and ``statistics``
+LAYOUT_VERSION = 2
 #: family of the image cutouts (binary)
 CUTOUT_FAMILY = "b"
 #: family of index rows: main-table key and the values their queries filter on
 INDEX_FAMILY = "r"
 #: family of schema rows: one cell per archived column, its Spark type as value
 SCHEMA_FAMILY = "c"
-#: main-table cell of the survey's values: one Avro record (schema in the schema table)
-SURVEY_RECORD = f"{SURVEY_FAMILY}:alert"
-#: main-table cell of Fink's values: one Avro record
-FINK_RECORD = f"{FINK_FAMILY}:fink"
-#: main-table cell naming the schema row that describes the two records
-SCHEMA_CELL = f"{FINK_FAMILY}:schema"
-#: upper-table cell: one limit or forced-photometry point, as JSON
+#: family of the API's computed columns (``v:classification``, ``v:lapse``...), never stored
+COMPUTED_FAMILY = "v"
+#: upper-table cell: one history item as the survey sent it, as JSON
 POINT_CELL = f"{INDEX_FAMILY}:point"
-#: separator of the parts of a row key (Fink labels and MJD strings never contain it)
-KEY_SEP = "_"
+#: separator of the parts of a row key: NUL, which no survey id holds (module docstring)
+KEY_SEP = "\x00"
+#: object part of the keys of alerts without an object: a Rubin source attributed to a
+#: Solar System object (``sso-<name>``), or an alert without usable object id
+#: (:data:`ALERT_KEY_PREFIX`). No survey id holds ``-``, so these never meet a real object id.
+SSO_KEY_PREFIX, ALERT_KEY_PREFIX = "sso-", "alert-"
+#: qualifier qualifiers of the main-table cells, in the survey's and Fink's families
+_RECORD, _FINK, _SCHEMA = "alert", "fink", "schema"
 #: HEALPix resolution of the cone-search index: order 10 (nside 1024, 3.4 arcmin pixels), nested
 #: ordering so that a disc is covered by few runs of consecutive pixel numbers
 CONE_ORDER = 10
@@ -85,19 +114,56 @@ class TableKind(enum.StrEnum):
     ALERTS = "alerts"
     PIXEL = "pixel"
     CLASS = "class"
+    TAG = "tag"
+    ANOMALY = "anomaly"
     SSO = "sso"
     UPPER = "upper"
+    NAMES = "names"
+    STATISTICS = "statistics"
     CUTOUTS = "cutouts"
     SCHEMA = "schema"
 
 
-#: column families of each table
+@dataclass(frozen=True)
+class Families:
+    """The two families of a survey's main table: its own values and Fink's.
+
+    Fink names them ``i``/``d`` for ZTF and ``r``/``f`` for Rubin; the API's column names
+    follow (``i:magpsf``, ``r:psfFlux``).
+
+    >>> Families("r", "f").survey_record, Families("r", "f").schema_cell
+    ('r:alert', 'f:schema')
+    """
+
+    survey: str = SURVEY_FAMILY
+    fink: str = FINK_FAMILY
+
+    @property
+    def survey_record(self) -> str:
+        """Main-table cell of the survey's values: one Avro record (schema in the schema table)."""
+        return column(self.survey, _RECORD)
+
+    @property
+    def fink_record(self) -> str:
+        """Main-table cell of Fink's values: one Avro record."""
+        return column(self.fink, _FINK)
+
+    @property
+    def schema_cell(self) -> str:
+        """Main-table cell naming the schema row that describes the two records."""
+        return column(self.fink, _SCHEMA)
+
+
+#: column families of each table but the main one (whose families the survey declares)
 FAMILIES: dict[TableKind, tuple[str, ...]] = {
-    TableKind.ALERTS: (SURVEY_FAMILY, FINK_FAMILY),
     TableKind.PIXEL: (INDEX_FAMILY,),
     TableKind.CLASS: (INDEX_FAMILY,),
+    TableKind.TAG: (INDEX_FAMILY,),
+    TableKind.ANOMALY: (INDEX_FAMILY,),
     TableKind.SSO: (INDEX_FAMILY,),
     TableKind.UPPER: (INDEX_FAMILY,),
+    TableKind.NAMES: (INDEX_FAMILY,),
+    TableKind.STATISTICS: (INDEX_FAMILY,),
     TableKind.CUTOUTS: (CUTOUT_FAMILY, INDEX_FAMILY),
     TableKind.SCHEMA: (SCHEMA_FAMILY, INDEX_FAMILY),
 }
@@ -109,6 +175,7 @@ INDEX_TYPES: dict[str, str] = {
     for name, dtype in (
         ("key", "string"),
         ("objectId", "string"),
+        ("alertId", "string"),
         ("mjd", "double"),
         ("ra", "double"),
         ("dec", "double"),
@@ -117,6 +184,11 @@ INDEX_TYPES: dict[str, str] = {
         ("maglim", "double"),
         ("flux", "double"),
         ("fluxerr", "double"),
+        ("first", "double"),
+        ("list", "string"),
+        ("name", "string"),
+        ("source", "string"),
+        ("score", "double"),
     )
 }
 
@@ -140,6 +212,8 @@ class ArchiveTables:
 
     namespace: str
     survey: str
+    #: the main table's families (the survey declares them: ``surveys/archive_shapes.py``)
+    families: Families = Families()
 
     def __post_init__(self) -> None:
         if not _NAMESPACE.match(self.namespace):
@@ -154,7 +228,11 @@ class ArchiveTables:
 
     def specs(self) -> list[TableSpec]:
         """Every table of the archive, to create when missing."""
-        return [TableSpec(self.name(kind), FAMILIES[kind]) for kind in TableKind]
+        main = (self.families.survey, self.families.fink)
+        return [
+            TableSpec(self.name(kind), main if kind == TableKind.ALERTS else FAMILIES[kind])
+            for kind in TableKind
+        ]
 
 
 def column(family: str, qualifier: str) -> str:
@@ -248,15 +326,54 @@ def sso_key(name: str) -> str:
     return re.sub(r"\s+", "", name).lower()
 
 
+def row_key(*parts: str) -> bytes:
+    """Parts joined by the key separator, as the bytes HBase keys.
+
+    >>> row_key("ZTF20aaelulu", mjd_key(58849.5))
+    b'ZTF20aaelulu\\x0058849.50000000'
+    """
+    return KEY_SEP.join(parts).encode()
+
+
+def key_parts(key: bytes) -> list[str]:
+    """The parts of a row key (:func:`row_key` reversed).
+
+    >>> key_parts(b"12345\\x0060000.10000000")
+    ['12345', '60000.10000000']
+    """
+    return key.decode().split(KEY_SEP)
+
+
 def object_prefix(object_id: str) -> bytes:
     """Scan prefix of every main-table (and upper-table) row of one object.
 
-    The separator ends the prefix, so object ``1234`` does not also match ``12345``.
+    The separator ends the prefix, so object ``1234`` does not also match ``12345``, nor
+    ``ZTF20aaelulu`` its replay copy ``ZTF20aaelulu_1``.
 
     >>> object_prefix("ZTF20aaelulu")
-    b'ZTF20aaelulu_'
+    b'ZTF20aaelulu\\x00'
     """
     return f"{object_id}{KEY_SEP}".encode()
+
+
+def is_object_key(obj: str) -> bool:
+    """Whether the object part of a key names an object of the survey (not a Solar System
+    source nor an alert keyed by its own id).
+
+    >>> is_object_key("ZTF20aaelulu_1"), is_object_key("sso-k13l24l")
+    (True, False)
+    """
+    return not obj.startswith((SSO_KEY_PREFIX, ALERT_KEY_PREFIX))
+
+
+def prefix_stop(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (a scan's stop row).
+
+    >>> prefix_stop(b"ab\\x00")
+    b'ab\\x01'
+    """
+    trimmed = prefix.rstrip(b"\xff")
+    return trimmed[:-1] + bytes([trimmed[-1] + 1]) if trimmed else b""
 
 
 def schema_key(broker_version: str, columns_hash: str) -> str:

@@ -2,52 +2,47 @@
 package org.fink.broker;
 
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.List;
 import java.util.zip.DataFormatException;
 import java.util.zip.Inflater;
 
 import org.apache.avro.Schema;
-import org.apache.avro.SchemaNormalization;
+import org.apache.avro.generic.GenericDatumReader;
+import org.apache.avro.io.BinaryDecoder;
+import org.apache.avro.io.DecoderFactory;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.api.java.UDF2;
 
 /**
- * Unwraps a Kafka message that holds one Avro object container file (how ZTF publishes alerts)
- * into the schemaless record bytes that Spark's {@code from_avro} decodes on the JVM.
+ * Unwraps a Kafka message that holds an Avro object container file (how ZTF publishes alerts)
+ * into the schemaless bytes of each of its records, which Spark's {@code from_avro} decodes on
+ * the JVM.
  *
- * <p>Returns a row (payload, schema_key, error). The fingerprint is the CRC-64-AVRO
- * parsing fingerprint of the embedded writer schema, as 16 hex digits, so the caller can route
- * each message to the reader of its schema version and quarantine unknown ones. Any framing
- * problem (not a container, truncated header or block, bad sync marker, unknown codec) is
- * reported in {@code error} with a null payload: the stream never fails on bad input.
+ * <p>{@code fink_avro_container(value, max_bytes)} returns a row (payloads, schema_key, error):
+ * the records of every block in order (ZTF sends one, but a container may hold several, and
+ * each is an alert), and the CRC-64-AVRO parsing fingerprint of the embedded writer schema, as
+ * 16 hex digits, so the caller can route each message to the reader of its schema version.
+ * Any problem (not a container, truncated header or block, bad sync marker, unknown codec, a
+ * block that would inflate beyond {@code max_bytes}, a record that overruns its block) is
+ * reported in {@code error} with null payloads: the stream never fails on bad input, and no
+ * memory beyond {@code max_bytes} is taken for a message before it is refused.
  */
-public final class AvroContainerFrame implements UDF1<byte[], Row> {
+public final class AvroContainerFrame implements UDF2<byte[], Integer, Row> {
   private static final long serialVersionUID = 1L;
   private static final byte[] MAGIC = {'O', 'b', 'j', 1};
   private static final byte[] SCHEMA_KEY = "avro.schema".getBytes(StandardCharsets.UTF_8);
   private static final byte[] CODEC_KEY = "avro.codec".getBytes(StandardCharsets.UTF_8);
-  /** Parsing a 23 kB schema costs ~0.2 ms; the same text arrives with every message. */
-  private static final ConcurrentHashMap<String, String> FINGERPRINTS = new ConcurrentHashMap<>();
 
   /**
-   * The schema bytes last seen by this instance (one per task thread) and their fingerprint:
+   * The schema bytes last seen by this instance (one per task thread) and what they parse to:
    * comparing 23 kB of bytes is ~20x cheaper than decoding them to a String and hashing it.
    */
-  private transient volatile SeenSchema last;
-
-  /** An immutable pair, swapped as one reference so that threads never mix two schemas. */
-  private static final class SeenSchema {
-    final byte[] bytes;
-    final String fingerprint;
-
-    SeenSchema(byte[] bytes, String fingerprint) {
-      this.bytes = bytes;
-      this.fingerprint = fingerprint;
-    }
-  }
+  private transient volatile WriterSchemas.Seen last;
 
   private static final class Cursor {
     final byte[] buf;
@@ -81,7 +76,7 @@ public final class AvroContainerFrame implements UDF1<byte[], Row> {
     /** Skips a length-prefixed field and returns its start; its end is {@link #pos}. */
     int skipBytes() {
       long len = readLong();
-      if (len < 0 || pos + len > buf.length) {
+      if (len < 0 || len > buf.length - pos) {
         throw new IllegalArgumentException("truncated field: needs " + len + " bytes at " + pos);
       }
       int start = pos;
@@ -95,58 +90,57 @@ public final class AvroContainerFrame implements UDF1<byte[], Row> {
   }
 
   @Override
-  public Row call(byte[] value) {
-    TaskSqlConf.pin(); // from_avro decodes this payload next, in the same task
+  public Row call(byte[] value, Integer maxBytes) {
+    TaskSqlConf.pin(); // from_avro decodes these payloads next, in the same task
     if (value == null) {
       return RowFactory.create(null, null, "null message value");
     }
     try {
-      Unwrapped u = unwrap(value);
-      return RowFactory.create(u.payload, fingerprint(value, u), null);
-    } catch (IllegalArgumentException | DataFormatException e) {
+      Header h = header(value);
+      WriterSchemas.Seen writer = writerOf(value, h);
+      return RowFactory.create(records(value, h, writer, maxBytes), writer.fingerprint, null);
+    } catch (IllegalArgumentException | DataFormatException | IOException e) {
       return RowFactory.create(null, null, "avro container: " + e.getMessage());
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | StackOverflowError e) {
       return RowFactory.create(null, null, "avro container: " + e);
     }
   }
 
-  /** The record bytes and where the writer schema sits in the message. */
-  static final class Unwrapped {
-    final byte[] payload;
+  /** What the container header says, and where its first block starts. */
+  static final class Header {
     final int schemaStart;
     final int schemaEnd;
+    final String codec;
+    final byte[] sync;
+    final int blocksStart;
 
-    Unwrapped(byte[] payload, int schemaStart, int schemaEnd) {
-      this.payload = payload;
+    Header(int schemaStart, int schemaEnd, String codec, byte[] sync, int blocksStart) {
       this.schemaStart = schemaStart;
       this.schemaEnd = schemaEnd;
+      this.codec = codec;
+      this.sync = sync;
+      this.blocksStart = blocksStart;
+    }
+
+    /** The writer schema as the container holds it (JSON text). */
+    String schemaText(byte[] value) {
+      return new String(value, schemaStart, schemaEnd - schemaStart, StandardCharsets.UTF_8);
     }
   }
 
-  private String fingerprint(byte[] value, Unwrapped u) {
-    SeenSchema seen = last;
-    if (seen != null
-        && Arrays.equals(seen.bytes, 0, seen.bytes.length, value, u.schemaStart, u.schemaEnd)) {
-      return seen.fingerprint;
+  private WriterSchemas.Seen writerOf(byte[] value, Header h) {
+    WriterSchemas.Seen seen = last;
+    if (seen != null && seen.sameBytes(value, h.schemaStart, h.schemaEnd)) {
+      return seen;
     }
-    byte[] schema = Arrays.copyOfRange(value, u.schemaStart, u.schemaEnd);
-    String fp = fingerprintOf(new String(schema, StandardCharsets.UTF_8));
-    last = new SeenSchema(schema, fp);
-    return fp;
+    seen = WriterSchemas.parse(Arrays.copyOfRange(value, h.schemaStart, h.schemaEnd));
+    last = seen;
+    return seen;
   }
 
-  private static String fingerprintOf(String schemaText) {
-    return FINGERPRINTS.computeIfAbsent(
-        schemaText,
-        text -> {
-          Schema schema = new Schema.Parser().setValidateDefaults(false).parse(text);
-          return String.format("%016x", Long.reverseBytes(SchemaNormalization.parsingFingerprint64(schema)));
-        });
-  }
-
-  /** Parses the container header and returns the (inflated) bytes of its first record. */
-  static Unwrapped unwrap(byte[] value) throws DataFormatException {
-    if (value.length < 4 || !Arrays.equals(Arrays.copyOfRange(value, 0, 4), MAGIC)) {
+  /** Parses the container header (magic, metadata, sync marker). */
+  static Header header(byte[] value) {
+    if (value.length < 4 || !Arrays.equals(value, 0, 4, MAGIC, 0, 4)) {
       throw new IllegalArgumentException("not an Avro object container (bad magic)");
     }
     Cursor c = new Cursor(value, 4);
@@ -182,40 +176,102 @@ public final class AvroContainerFrame implements UDF1<byte[], Row> {
       throw new IllegalArgumentException("truncated before the sync marker");
     }
     byte[] sync = Arrays.copyOfRange(value, c.pos, c.pos + 16);
-    c.pos += 16;
-    long records = c.readLong();
-    if (records < 1) {
+    return new Header(schemaStart, schemaEnd, codec, sync, c.pos + 16);
+  }
+
+  /**
+   * The bytes of every record of every block, each block inflated within what is left of
+   * {@code maxBytes} for the whole message.
+   */
+  static List<byte[]> records(byte[] value, Header h, WriterSchemas.Seen writer, int maxBytes)
+      throws DataFormatException, IOException {
+    if (!"null".equals(h.codec) && !"deflate".equals(h.codec)) {
+      throw new IllegalArgumentException("unsupported codec " + h.codec);
+    }
+    List<byte[]> out = new ArrayList<>(1);
+    Cursor c = new Cursor(value, h.blocksStart);
+    long budget = maxBytes;
+    while (c.pos < value.length) {
+      long count = c.readLong();
+      if (count < 1) {
+        throw new IllegalArgumentException("block of " + count + " records");
+      }
+      int blockStart = c.skipBytes();
+      int blockEnd = c.pos;
+      if (c.pos + 16 > value.length || !Arrays.equals(value, c.pos, c.pos + 16, h.sync, 0, 16)) {
+        throw new IllegalArgumentException("truncated block (sync marker missing)");
+      }
+      c.pos += 16;
+      byte[] block =
+          "deflate".equals(h.codec)
+              ? inflate(value, blockStart, blockEnd, budget, maxBytes)
+              : Arrays.copyOfRange(value, blockStart, blockEnd);
+      if (block.length > budget) {
+        throw new IllegalArgumentException(tooLarge(maxBytes));
+      }
+      budget -= block.length;
+      split(block, count, writer.schema, out);
+    }
+    if (out.isEmpty()) {
       throw new IllegalArgumentException("container holds no record");
     }
-    int blockStart = c.skipBytes();
-    byte[] block = Arrays.copyOfRange(value, blockStart, c.pos);
-    if (c.pos + 16 > value.length
-        || !Arrays.equals(Arrays.copyOfRange(value, c.pos, c.pos + 16), sync)) {
-      throw new IllegalArgumentException("truncated block (sync marker missing)");
+    return out;
+  }
+
+  private static String tooLarge(int maxBytes) {
+    return "decoded alert larger than " + maxBytes + " bytes (stream2raw.max_decoded_mb)";
+  }
+
+  /** Appends the records of one block: the block itself when it holds one record. */
+  private static void split(byte[] block, long count, Schema writer, List<byte[]> out)
+      throws IOException {
+    if (count == 1) {
+      out.add(block);
+      return;
     }
-    switch (codec) {
-      case "null":
-        return new Unwrapped(block, schemaStart, schemaEnd);
-      case "deflate":
-        return new Unwrapped(inflate(block), schemaStart, schemaEnd);
-      default:
-        throw new IllegalArgumentException("unsupported codec " + codec);
+    if (count > block.length) { // every record of an alert schema takes at least a byte
+      throw new IllegalArgumentException(count + " records cannot fit in " + block.length + " bytes");
+    }
+    BinaryDecoder decoder = DecoderFactory.get().binaryDecoder(block, null);
+    int start = 0;
+    for (long i = 0; i < count; i++) {
+      GenericDatumReader.skip(writer, decoder);
+      int end = block.length - decoder.inputStream().available();
+      if (end <= start || end > block.length) {
+        throw new IllegalArgumentException("record " + i + " overruns its block");
+      }
+      out.add(Arrays.copyOfRange(block, start, end));
+      start = end;
+    }
+    if (start != block.length) {
+      throw new IllegalArgumentException((block.length - start) + " bytes after the last record");
     }
   }
 
-  private static byte[] inflate(byte[] block) throws DataFormatException {
+  /** Inflates a raw deflate block, refusing it as soon as it exceeds {@code budget}. */
+  private static byte[] inflate(byte[] value, int from, int to, long budget, int maxBytes)
+      throws DataFormatException {
     Inflater inflater = new Inflater(true);
-    inflater.setInput(block);
-    ByteArrayOutputStream out = new ByteArrayOutputStream(block.length * 4);
-    byte[] buf = new byte[65536];
-    while (!inflater.finished()) {
-      int n = inflater.inflate(buf);
-      if (n == 0 && (inflater.needsInput() || inflater.needsDictionary())) {
-        throw new DataFormatException("truncated deflate block");
+    try {
+      inflater.setInput(value, from, to - from);
+      int initial = (int) Math.min(budget, Math.max(4L * (to - from), 1024));
+      ByteArrayOutputStream out = new ByteArrayOutputStream(initial);
+      byte[] buf = new byte[65536];
+      long total = 0;
+      while (!inflater.finished()) {
+        int n = inflater.inflate(buf, 0, (int) Math.min(buf.length, budget - total + 1));
+        if (n == 0 && (inflater.needsInput() || inflater.needsDictionary())) {
+          throw new DataFormatException("truncated deflate block");
+        }
+        total += n;
+        if (total > budget) {
+          throw new IllegalArgumentException(tooLarge(maxBytes));
+        }
+        out.write(buf, 0, n);
       }
-      out.write(buf, 0, n);
+      return out.toByteArray();
+    } finally {
+      inflater.end();
     }
-    inflater.end();
-    return out.toByteArray();
   }
 }

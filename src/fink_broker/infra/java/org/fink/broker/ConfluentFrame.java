@@ -2,6 +2,7 @@
 package org.fink.broker;
 
 import java.util.Arrays;
+import java.util.Collections;
 
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -12,9 +13,9 @@ import org.apache.spark.sql.api.java.UDF1;
  * 0, a 4-byte big-endian schema id, then the schemaless Avro record that Spark's
  * {@code from_avro} decodes.
  *
- * <p>Returns a row (payload, schema_id, error) like {@link AvroContainerFrame}: the schema id
- * as an unsigned decimal string, or a null payload and the reason the message goes to
- * quarantine. Bad input never throws.
+ * <p>Returns a row (payloads, schema_id, error) like {@link AvroContainerFrame}: the one record
+ * of the message, the schema id as an unsigned decimal string, or null payloads and the
+ * reason the message goes to quarantine. Bad input never throws.
  */
 public final class ConfluentFrame implements UDF1<byte[], Row> {
   private static final long serialVersionUID = 1L;
@@ -38,6 +39,7 @@ public final class ConfluentFrame implements UDF1<byte[], Row> {
             | ((value[3] & 0xff) << 8)
             | (value[4] & 0xff);
     byte[] payload = Arrays.copyOfRange(value, HEADER, value.length);
-    return RowFactory.create(payload, Integer.toUnsignedString(id), null);
+    return RowFactory.create(
+        Collections.singletonList(payload), Integer.toUnsignedString(id), null);
   }
 }
