@@ -100,8 +100,18 @@ def _votable(frame: pd.DataFrame) -> bytes:
     for field in document.get_first_table().fields:
         # FIELD IDs must be XML names: i:magpsf keeps its name, and gets the ID i_magpsf
         field.ID = re.sub(r"[^A-Za-z0-9_]", "_", field.name)
+    return votable_bytes(document)
+
+
+def votable_bytes(document: Any) -> bytes:
+    """The XML of an astropy ``VOTableFile``, written by astropy's pure-Python TABLEDATA
+    writer. Its C writer (``tablewriter.write_tabledata``, astropy 8.0.2) writes the row's
+    closing NUL one byte past its buffer whenever a row's text fills a power-of-two
+    buffer exactly (astropy issue 20419): the heap corruption crashed the API process
+    later, at random places (pytest segfaulted in CI). ``_debug_python_based_parser``
+    is the switch astropy's ``to_xml`` has for its Python writer."""
     buffer = io.BytesIO()
-    document.to_xml(buffer)
+    document.to_xml(buffer, _debug_python_based_parser=True)
     return buffer.getvalue()
 
 

@@ -10,10 +10,10 @@ has it: VO clients (pyvo, astroquery, TOPCAT) read the error from the document.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
+
+from fink_broker.api.formats import votable_bytes
 
 #: (column of the answer, its UCD (SCS 1.03 is UCD1), unit, description)
 FIELDS: tuple[tuple[str, str, str, str], ...] = (
@@ -41,9 +41,7 @@ def _document(table):
 
 
 def _xml(document) -> bytes:
-    buffer = io.BytesIO()
-    document.to_xml(buffer)
-    return buffer.getvalue()
+    return votable_bytes(document)
 
 
 def error(message: str) -> bytes:
