@@ -16,6 +16,10 @@ The quality cuts are the service defaults (about 1 ZTF alert in 5 of the real sa
 --no-cuts lets every alert through to the modules and filters, the heaviest load.
 
     .venv/bin/python benchmarks/distribution.py --survey ztf --rate 250 --seconds 60
+    .venv/bin/python benchmarks/distribution.py --survey rubin --mode pipeline
+
+``--mode pipeline`` runs `fink start pipeline`'s one query instead of the three: each
+micro-batch decoded once, every stage on it in memory.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from fink_broker.plugins.filters import topic_name  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
 from fink_broker.surveys import get_adapter  # noqa: E402
 
+#: how the stages run: three queries of one application, or the one-pass pipeline
+MODES = ("separate", "pipeline")
 #: the times an outgoing alert carries, in pipeline order, after its Kafka input timestamp
 STAGE_TIMES = ("fink_ingest_time", "processing_start", "processing_end")
 
@@ -131,6 +137,17 @@ def batch_summary(settings: Settings, service: str, since_iso: str) -> str:
     )
 
 
+def stage_summary(settings: Settings, since_iso: str) -> str:
+    """The one-pass pipeline's micro-batches after ``since_iso``: p50 seconds per stage."""
+    live = live_batches(settings, "pipeline", since_iso)
+    stages: dict[str, list[float]] = {}
+    for batch in live:
+        for name, seconds in batch["detail"]["stages_s"].items():
+            stages.setdefault(name, []).append(seconds)
+    text = ", ".join(f"{name} {np.median(s):.2f}" for name, s in stages.items())
+    return f"pipeline stages, p50 s per micro-batch: {text or 'none'}"
+
+
 class JvmCompilations:
     """Code the Spark JVM compiled between construction and :meth:`stop`: classes Spark
     generated and compiled with Janino (a codegen cache miss each), and the JIT's time.
@@ -185,6 +202,13 @@ def main() -> int:
     )
     parser.add_argument("--jfr", help="record a Java Flight Recording of the Spark JVM here")
     parser.add_argument("--no-cuts", action="store_true", help="every alert to the filters")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="separate",
+        help="separate: the three services as three queries; pipeline: `fink start "
+        "pipeline`'s one query (default: separate)",
+    )
     add_spark_conf_option(parser)
     parser.add_argument("--datasim", default=str(REPO.parent / "shared" / "datasim"))
     add_keep_option(parser)
@@ -230,16 +254,19 @@ def main() -> int:
     kafka_local.start_kafka(settings)
     try:
         from fink_broker.engine.session import get_session
-        from fink_broker.services import distribution, raw2science, stream2raw
+        from fink_broker.services import distribution, pipeline, raw2science, stream2raw
 
         spark = get_session(settings, app_name="fink-bench-dist")
+        services = (stream2raw, raw2science, distribution)
+        if args.mode == "pipeline":
+            services = (pipeline,)
         # warm-up: one bounded pass creates the archives the live file sources start from
         replay(settings, survey=args.survey, folder=folder, topic=topic)
-        for service in (stream2raw, raw2science, distribution):
+        for service in services:
             service.start(settings, spark).awaitTermination()
 
         live_settings = load_settings(None, env={}, overrides=live)
-        queries = [s.start(live_settings, spark) for s in (stream2raw, raw2science, distribution)]
+        queries = [s.start(live_settings, spark) for s in services]
         n_files = len(list(folder.glob("*.avro")))
         n_alerts = int(args.rate * (args.warm_seconds + args.seconds))
         # the simulator in its own process, as a survey's stream is: in this process its
@@ -291,8 +318,8 @@ def main() -> int:
         print()
         cuts = "no quality cuts" if args.no_cuts else "default quality cuts"
         print(
-            f"survey {args.survey}: {n_alerts} alerts at {args.rate:.0f}/s, {cuts}; "
-            f"measured after {args.warm_seconds:.0f} s of live warm-up"
+            f"survey {args.survey}, {args.mode} mode: {n_alerts} alerts at {args.rate:.0f}/s, "
+            f"{cuts}; measured after {args.warm_seconds:.0f} s of live warm-up"
         )
         print(f"topics {topics}")
         if len(latencies):
@@ -318,6 +345,9 @@ def main() -> int:
                 )
         for service in ("stream2raw", "raw2science", "distribution"):
             print("  " + batch_summary(settings, service, since_iso))
+        if args.mode == "pipeline":
+            print("  " + batch_summary(settings, "pipeline", since_iso))
+            print("  " + stage_summary(settings, since_iso))
         for name, reports in progress.items():
             phases = sorted({k for p in reports for k in p["durationMs"]})
             medians = {k: np.median([p["durationMs"].get(k, 0) for p in reports]) for k in phases}

@@ -312,6 +312,9 @@ class ArchiveSettings:
     #: alerts whose anomaly_score is at most this are listed for /api/v1/anomaly (lower is
     #: more anomalous, as Fink's isolation-forest score)
     anomaly_threshold: float = -0.5
+    #: `fink start pipeline` archives each micro-batch in HBase too (HBase must run); the
+    #: separate archive service is then not needed
+    in_pipeline: bool = False
 
 
 @dataclass

@@ -11,45 +11,27 @@ have run the shipped Python, not the driver's.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import fastavro
-import pandas as pd
 import pytest
 
-from fink_broker.api.store import ArchiveStore
 from fink_broker.config import load_settings
 from fink_broker.infra import spark_standalone
-from fink_broker.infra.hbase_client import connect
-from fink_broker.infra.hbase_schema import WRITTEN_CELL
-from fink_broker.lake import Lake
-from fink_broker.plugins.filters import topic_name
 from fink_broker.science import local_catalogues
-from fink_broker.services.distribution import selected_filters
 from fink_broker.simulator.replay import replay
-from fink_broker.surveys import get_adapter
-from fink_broker.tables import statistics
-from fink_broker.tables.layout import ArchiveTables, TableKind, key_parts
+from tests.archive_compare import assert_archives_equal, assert_hbase_equal, assert_topics_equal
 from tests.cluster.conftest import REPO, clean_env
 from tests.cluster.pipeline import SURVEYS, data_root, run_pipeline, topic_of
 from tests.conftest import base_overrides
-from tests.integration.topics import read_topic as read_topic_bytes
 from tests.spark.test_raw2science import add_near_catalogue
 
 pytestmark = pytest.mark.cluster
 
-#: columns whose values say when a run processed the alert, not what it computed
-TIME_COLUMNS = ("fink_ingest_time", "processing_start", "processing_end")
 INPUT, ON_CLUSTER, LOCAL = "cin", "fcl", "flo"
-
-
-def _without_times(names: list[str]) -> list[str]:
-    return [n for n in names if n not in TIME_COLUMNS]
 
 
 @pytest.fixture(scope="module")
@@ -125,101 +107,23 @@ def test_archived_values_are_identical(runs, spark, stage):
     """Every column of every alert, read back from HDFS and from the local root."""
     clustered, _ = runs["cluster"]
     local, _ = runs["local"]
+    assert clustered.paths.root.startswith("hdfs://")
     for survey in SURVEYS:
-        on_hdfs = spark.read.parquet(getattr(Lake(clustered.paths.root, survey), stage))
-        on_disk = spark.read.parquet(getattr(Lake(local.paths.root, survey), stage))
-        columns = _without_times(on_disk.columns)
-        assert _without_times(on_hdfs.columns) == columns
-        assert on_hdfs.count() == on_disk.count() > 0
-        a, b = on_hdfs.select(*columns), on_disk.select(*columns)
-        assert a.exceptAll(b).count() == 0, (survey, stage)
-        assert b.exceptAll(a).count() == 0, (survey, stage)
-
-
-def read_topic(bootstrap: str, topic: str) -> list[dict]:
-    """Every record of ``topic`` decoded (key = writer schema), times of processing aside."""
-    out = []
-    for key, value in read_topic_bytes(bootstrap, topic):
-        record = fastavro.schemaless_reader(
-            io.BytesIO(value), fastavro.parse_schema(json.loads(key))
-        )
-        out.append({k: v for k, v in record.items() if k not in TIME_COLUMNS})
-    return out
+        assert_archives_equal(spark, clustered, local, survey, stage)
 
 
 def test_topics_are_equal(runs):
     clustered, _ = runs["cluster"]
     local, _ = runs["local"]
-    published = 0
-    for survey in SURVEYS:
-        adapter = get_adapter(survey)
-        for f in selected_filters(local, survey):
-            got = {}
-            for mode, s in (("cluster", clustered), ("local", local)):
-                topic = topic_name(f, adapter.topic_suffix, s.distribution.topic_prefix)
-                records = read_topic(s.kafka.bootstrap_servers, topic)
-                got[mode] = sorted(records, key=lambda r: r[adapter.alert_id])
-            assert got["cluster"] == got["local"], (survey, f.name)
-            published += len(got["local"])
+    published = assert_topics_equal(clustered, local, SURVEYS)
     assert published > 0, "no filter selected any real alert: the test compares nothing"
-
-
-def hbase_rows(settings, survey: str) -> dict[str, dict[bytes, dict[bytes, bytes]]]:
-    """Every row of every table of ``survey`` under the settings' namespace, as stored, but
-    the time each schema row was written; the main table's packed cells hold processing
-    times, so it is compared decoded (:func:`main_rows`)."""
-    tables = ArchiveTables(settings.hbase.namespace, survey)
-    connection = connect(settings)
-    try:
-        return {
-            kind.value: {
-                key: {c: v for c, v in cells.items() if c != WRITTEN_CELL}
-                for key, cells in connection.table(tables.name(kind)).scan()
-            }
-            for kind in TableKind
-            if kind != TableKind.ALERTS
-        }
-    finally:
-        connection.close()
-
-
-def nightly_sums(rows: dict[bytes, dict[bytes, bytes]]) -> dict[bytes, statistics.Counts]:
-    """The counts of each night of the statistics table, its per-file cells merged."""
-    return {night: statistics.merge(cells.values()) for night, cells in rows.items()}
-
-
-def main_rows(settings, survey: str) -> pd.DataFrame:
-    """The main table decoded as the REST API reads it, processing times left out."""
-    tables = ArchiveTables(settings.hbase.namespace, survey)
-    connection = connect(settings)
-    try:
-        keys = [key for key, _ in connection.table(tables.name(TableKind.ALERTS)).scan()]
-    finally:
-        connection.close()
-    objects = sorted({key_parts(key)[0] for key in keys})
-    page = ArchiveStore(settings, get_adapter(survey)).objects(objects, None, limit=len(keys))
-    assert page.cursor is None, "one page holds every row of the table"
-    frame = page.frame
-    frame = frame[[c for c in frame.columns if not any(t in c for t in TIME_COLUMNS)]]
-    return frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)
 
 
 def test_hbase_rows_are_equal(runs):
     clustered, _ = runs["cluster"]
     local, _ = runs["local"]
     for survey in SURVEYS:
-        on_cluster, in_local = main_rows(clustered, survey), main_rows(local, survey)
-        assert len(on_cluster) == len(in_local) > 0, survey
-        pd.testing.assert_frame_equal(on_cluster, in_local)
-        on_cluster, in_local = hbase_rows(clustered, survey), hbase_rows(local, survey)
-        for kind, rows in in_local.items():
-            assert sorted(on_cluster[kind]) == sorted(rows), (survey, kind)
-            if kind == TableKind.STATISTICS.value:
-                # a night's cells are per science file, and the two modes split the same
-                # alerts into files differently: the night's sums are what must agree
-                on_cluster[kind] = nightly_sums(on_cluster[kind])
-                rows = nightly_sums(rows)
-            assert on_cluster[kind] == rows, (survey, kind)
+        assert_hbase_equal(clustered, local, survey)
 
 
 def test_executors_ran_the_shipped_python(runs, cluster):

@@ -76,6 +76,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             getattr(args, "failure_policy", None)
         ),
         "distribution.filters": getattr(args, "filters", None),
+        "archive.in_pipeline": getattr(args, "archive", None),
         f"{section if section == 'archive' else 'distribution'}.cutouts": getattr(
             args, "cutouts", None
         ),
@@ -230,7 +231,7 @@ def _topic_of(args: argparse.Namespace, settings: Settings, survey: SurveyAdapte
 def _run_service(args: argparse.Namespace, settings: Settings, survey: SurveyAdapter) -> int:
     from fink_broker.services.supervision import supervise
 
-    streaming = {"stream2raw", "raw2science", "distribution", "archive"}
+    streaming = {"stream2raw", "raw2science", "distribution", "archive", "pipeline"}
     if args.service in streaming:
         module = importlib.import_module(f"fink_broker.services.{args.service}")
         reset = [bool(getattr(args, "reset_checkpoint", False))]

@@ -86,6 +86,31 @@ def _distribution_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    _stream2raw_flags(parser)
+    parser.add_argument(
+        "--noscience", action="store_true", default=None, help="quality cuts only, no module"
+    )
+    parser.add_argument("--modules", help="comma-separated modules to run (default: all)")
+    parser.add_argument(
+        "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
+    )
+    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    parser.add_argument(
+        "--no-cutouts",
+        dest="cutouts",
+        action="store_false",
+        default=None,
+        help="publish the alerts without their image cutouts",
+    )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        default=None,
+        help="write the HBase archive in the same micro-batch (archive.in_pipeline)",
+    )
+
+
 def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="client port (local_kafka.port)")
     parser.add_argument("--controller-port", type=int, help="KRaft controller port")
@@ -154,6 +179,11 @@ SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         "science Parquet -> filters -> one Kafka topic per filter",
         _distribution_flags,
     ),
+    "pipeline": (
+        "stream2raw, raw2science, distribution (and archive) in one Spark query: each "
+        "alert decoded once, nothing read back from Parquet",
+        _pipeline_flags,
+    ),
     "checkstream": ("live view of a topic: rate, lag, last alerts", _checkstream_flags),
     "hbase": ("local standalone HBase and its Thrift gateway on 127.0.0.1", _hbase_flags),
     "registry": (
@@ -170,7 +200,7 @@ SERVICES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 
 
 #: the services with a streaming checkpoint (and so --reset-checkpoint)
-CHECKPOINTED = ("stream2raw", "raw2science", "distribution", "archive")
+CHECKPOINTED = ("stream2raw", "raw2science", "distribution", "archive", "pipeline")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,8 @@ KAFKA_COLUMNS = {
 }
 #: the index of the record in its Kafka message: 0, but for a container of several records
 RECORD_COLUMN = "kafka_record"
+#: when the broker archived the alert
+INGEST_TIME = "fink_ingest_time"
 
 #: seconds between the Unix epoch and JD 0 / MJD 0
 JD_UNIX_EPOCH = 2440587.5
@@ -92,6 +94,8 @@ class _Projections:
     with_alert: list[Column]
     decoded: list[Column]
     archived: list[Column]
+    #: the position of ``INGEST_TIME`` in ``archived``
+    ingest_at: int
 
 
 @dataclass(frozen=True)
@@ -252,11 +256,14 @@ def _build_projections(spark: SparkSession, adapter: SurveyAdapter, max_bytes: i
         F.col("alert.*"),
         *kafka,
         F.col(RECORD_COLUMN),
-        now().alias("fink_ingest_time"),
+    ]
+    ingest_at = len(archived)
+    archived += [
+        now().alias(INGEST_TIME),
         F.lit(__version__).alias("fink_broker_version"),
         night_of(F.col(f"alert.{adapter.time}"), adapter.time_kind).alias("night"),
     ]
-    return _Projections(framed, records, resolved, with_alert, decoded, archived)
+    return _Projections(framed, records, resolved, with_alert, decoded, archived, ingest_at)
 
 
 def decode(
@@ -277,9 +284,17 @@ def decode(
 def archive_columns(
     decoded: DataFrame, adapter: SurveyAdapter, max_bytes: int = DEFAULT_MAX_DECODED_BYTES
 ) -> DataFrame:
-    """Decoded alerts as archived: survey fields + Kafka metadata + provenance + night."""
+    """Decoded alerts as archived: survey fields + Kafka metadata + provenance + night.
+
+    The ingest time is read as the row is archived, unless ``decoded`` already holds one
+    (``INGEST_TIME``): the one-pass pipeline stamps its cached batch once, so the raw and
+    the science archives, which both read it, carry the same time.
+    """
     plan = _projections(decoded.sparkSession, adapter, max_bytes)
-    return decoded.where(F.col("error").isNull()).select(*plan.archived)
+    columns = list(plan.archived)
+    if INGEST_TIME in decoded.columns:
+        columns[plan.ingest_at] = F.col(INGEST_TIME)
+    return decoded.where(F.col("error").isNull()).select(*columns)
 
 
 def quarantine_columns(decoded: DataFrame) -> DataFrame:

@@ -95,7 +95,11 @@ class ArchiveBatchWriter:
         if created:
             log.info("archive: created tables %s", created)
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> dict[str, int]:
+    def __call__(
+        self, batch: DataFrame, batch_id: int, source: str | None = None
+    ) -> dict[str, int]:
+        """Archive ``batch``; ``source`` names its statistics cell when its rows were read
+        from no science file (``archive_statistics.file_counts``)."""
         start = time.monotonic()
         built = archive_rows(batch, self.adapter, self.tables, self.options)
         # the schema row first: a reader must be able to decode any row it finds
@@ -114,7 +118,7 @@ class ArchiveBatchWriter:
             connection.close()
         written = write_rows(built.rows, self.settings.hbase)
         alerts = written.get(self.tables.name(TableKind.ALERTS), 0)
-        counts = file_counts(batch, self.survey)
+        counts = file_counts(batch, self.survey, source)
         rows_in = sum(c["alerts"] for c in counts.values())
         self._write_statistics(counts)
         short = {name.removeprefix(f"{self.tables.namespace}_"): n for name, n in written.items()}

@@ -20,14 +20,21 @@ from fink_broker.tables import statistics as S
 NIGHT = "night"
 
 
-def file_counts(batch: DataFrame, survey: str) -> dict[tuple[str, str], S.Counts]:
-    """(night, cell of the file) -> counts of the alerts of ``batch`` from that file."""
+def file_counts(
+    batch: DataFrame, survey: str, source: str | None = None
+) -> dict[tuple[str, str], S.Counts]:
+    """(night, cell of the file) -> counts of the alerts of ``batch`` from that file.
+
+    ``source`` names the rows of a batch that was read from no file (the one-pass
+    pipeline's, in memory): one cell for them all, the same when the batch is replayed.
+    """
+    origin = F.lit(source) if source is not None else F.input_file_name()
     band = canonical_columns(batch, survey, ["band"])["band"]
     label = F.col(CLASS_COLUMN) if CLASS_COLUMN in batch.columns else F.lit(None)
     sso = F.col(SSO_COLUMN).isNotNull() if SSO_COLUMN in batch.columns else F.lit(False)
     grouped = batch.groupBy(
         F.col(NIGHT).cast("string").alias("night"),
-        F.input_file_name().alias("file"),
+        origin.alias("file"),
         band.alias("band"),
         label.cast("string").alias("label"),
         sso.alias("sso"),

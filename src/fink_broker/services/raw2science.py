@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -332,11 +333,24 @@ class ScienceBatchWriter:
 
     def __call__(self, batch: DataFrame, query_batch_id: int) -> None:
         """Write the science rows of ``batch``."""
+        self.process(batch, query_batch_id)
+
+    def process(
+        self, batch: DataFrame, query_batch_id: int, *, keep: bool = False
+    ) -> DataFrame | None:
+        """Write the science rows of ``batch``; with ``keep``, return them too, cached.
+
+        ``keep`` is the one-pass pipeline's: its distribution and archive read the science
+        rows from memory, so a batch already committed is computed again (not written) for
+        them; the caller unpersists the frame.
+        """
         start = time.monotonic()
         batch_id = sink_batch(self.resume, query_batch_id)
         failed_before = self.failures.snapshot()
         duplicates = 0
-        if committed(self.spark, self.lake.science, batch_id):
+        kept_rows: DataFrame | None = None
+        done = committed(self.spark, self.lake.science, batch_id)
+        if done and not keep:
             # replayed after a crash that followed the write: nothing is written, so
             # nothing is counted on the way; the cut columns alone are read (column pruning)
             row = batch.select(*cut_counts(batch.schema, self.cuts)).first()
@@ -353,15 +367,23 @@ class ScienceBatchWriter:
             )
             rows, kept = science.frame, None
             if self.resume.nights:  # after --reset-checkpoint: re-read alerts already there
-                kept = Observation(f"{SERVICE}_kept_{batch_id}_{uuid.uuid4().hex}")
                 rows = drop_archived(
                     self.spark, rows, self.lake.science, self.resume, self.alert_id
-                ).observe(kept, F.count(F.lit(1)).alias("rows"))
-            write_batch(self.spark, rows, self.lake.science, batch_id, ["night"])
+                )
+                if not keep:  # a cached frame is counted from the cache instead
+                    kept = Observation(f"{SERVICE}_kept_{batch_id}_{uuid.uuid4().hex}")
+                    rows = rows.observe(kept, F.count(F.lit(1)).alias("rows"))
+            if keep:
+                kept_rows = rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            if done:
+                rows.count()  # the cache is filled and the cuts counted on the way
+            else:
+                write_batch(self.spark, rows, self.lake.science, batch_id, ["night"])
             counts = science.counts()
-            if kept is not None:
-                duplicates = counts.get("_kept", 0) - int(kept.get["rows"])
-                counts["_kept"] = int(kept.get["rows"])
+            if self.resume.nights:
+                left = kept_rows.count() if kept_rows is not None else int(kept.get["rows"])
+                duplicates = counts.get("_kept", 0) - left
+                counts["_kept"] = left
         rows_in = counts.get("_in", 0)
         rows_out = counts.get("_kept", 0)
         removed = {cut.name: counts.get(cut.name, 0) for cut in self.cuts}
@@ -395,6 +417,7 @@ class ScienceBatchWriter:
             log.warning(
                 "module %s failed on %d alert(s) of batch %d: outputs nulled", name, n, batch_id
             )
+        return kept_rows
 
 
 def raw_source(spark: SparkSession, settings: Settings, survey: str) -> DataFrame:

@@ -104,6 +104,55 @@ class RawBatchWriter:
             archived, reasons = self._replayed(batch, batch_id)
         else:
             archived, reasons, duplicates = self._one_pass(batch, batch_id)
+        self.log_batch(batch_id, archived, reasons, duplicates, start)
+
+    def write_decoded(self, decoded: DataFrame, batch_id: int) -> DataFrame:
+        """Archive a decoded batch that its caller has cached and reads again (the one-pass
+        pipeline): the alerts written, and the quarantine. Returns the alerts as the raw
+        archive holds them, the same rows and ingest times.
+
+        A batch the raw archive committed before a crash is not written again; its alerts
+        are still returned, for the stages that did not commit it.
+        """
+        start = time.monotonic()
+        counts = {
+            (row["ok"], row["error"]): row["n"]
+            for row in decoded.groupBy(
+                F.col("error").isNull().alias("ok"),
+                F.when(F.col("error").isNotNull(), reason()).alias("error"),
+            )
+            .agg(F.count(F.lit(1)).alias("n"))
+            .collect()
+        }
+        reasons = Counter({err: n for (ok, err), n in counts.items() if not ok})
+        archived = sum(n for (ok, _), n in counts.items() if ok)
+        alerts = archive_columns(decoded, self.adapter, self.max_bytes)
+        duplicates = 0
+        if not committed(self.spark, self.lake.raw, batch_id):
+            rows = alerts
+            kept = None
+            if self.resume.nights:
+                kept = Observation(f"stream2raw_kept_{batch_id}_{uuid.uuid4().hex}")
+                rows = drop_archived(
+                    self.spark, rows, self.lake.raw, self.resume, self.adapter.alert_id
+                ).observe(kept, F.count(F.lit(1)).alias("rows"))
+            write_batch(self.spark, rows, self.lake.raw, batch_id, ["night"])
+            if kept is not None:
+                duplicates = archived - int(kept.get["rows"])
+                archived -= duplicates
+        if reasons:
+            write_batch(
+                self.spark, quarantine_columns(decoded), self.lake.quarantine, batch_id, ["night"]
+            )
+        else:
+            commit_empty(self.spark, self.lake.quarantine, batch_id)
+        self.log_batch(batch_id, archived, reasons, duplicates, start)
+        return alerts
+
+    def log_batch(
+        self, batch_id: int, archived: int, reasons: Counter[str], duplicates: int, start: float
+    ) -> None:
+        """The batch's metrics line and log lines."""
         metrics = BatchMetrics(
             service=SERVICE,
             batch_id=batch_id,

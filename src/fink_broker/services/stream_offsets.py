@@ -74,8 +74,21 @@ class CheckpointPosition:
     error: str = ""
 
 
+#: the services that read the survey's Kafka stream, by the name of their checkpoint
+KAFKA_READERS = ("stream2raw", "pipeline")
+
+
+def _written_at(checkpoint: Path, batch: int) -> float:
+    """When the offsets of ``batch`` were written (0 if the file is being replaced)."""
+    try:
+        return (checkpoint / "offsets" / str(batch)).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def stream2raw_positions(settings: Settings) -> list[CheckpointPosition]:
-    """The newest position of every stream2raw checkpoint under a local data root.
+    """The newest position of every stream2raw checkpoint under a local data root (or of
+    the one-pass pipeline's, whichever ran last).
 
     The configured survey comes first (one root can hold both surveys' checkpoints);
     surveys whose checkpoint has no batch yet are left out. A Hadoop URI root gives an
@@ -87,10 +100,16 @@ def stream2raw_positions(settings: Settings) -> list[CheckpointPosition]:
     first = settings.stream2raw.survey
     out = []
     for survey in [first, *(s for s in SURVEYS if s != first)]:
-        checkpoint = Path(Lake(root.removeprefix("file://"), survey).checkpoint("stream2raw"))
-        batch = latest_batch(checkpoint)
-        if batch is None:
+        lake = Lake(root.removeprefix("file://"), survey)
+        found = [
+            (checkpoint, batch)
+            for checkpoint in (Path(lake.checkpoint(name)) for name in KAFKA_READERS)
+            if (batch := latest_batch(checkpoint)) is not None
+        ]
+        if not found:
             continue
+        # the reader that ran last: a root fed by stream2raw once may run the pipeline now
+        checkpoint, batch = max(found, key=lambda pair: _written_at(*pair))
         committed = (checkpoint / "commits" / str(batch)).exists()
         try:
             offsets = read_spark_offsets((checkpoint / "offsets" / str(batch)).read_text())

@@ -95,8 +95,11 @@ class MetricsLog:
     def __init__(self, settings: Settings, service: str) -> None:
         self.path = metrics_path(settings, service)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: the last line appended (the one-pass pipeline sums its stages' counts)
+        self.last: BatchMetrics | None = None
 
     def append(self, metrics: BatchMetrics) -> None:
+        self.last = metrics
         with self.path.open("a") as handle:
             handle.write(json.dumps(asdict(metrics)) + "\n")
 

@@ -167,6 +167,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_config: bool = False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the injected messages (default: 0)"
     )
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first N alerts of the repeated sequence: go on where an earlier "
+        "replay of N alerts stopped, with new ids (default: 0)",
+    )
 
 
 def _injection(text: str) -> Injection:
@@ -223,6 +230,7 @@ def run_from_args(args: argparse.Namespace, settings: Settings) -> int:
             partitions=args.partitions,
             inject=inject,
             seed=args.seed,
+            skip=args.skip,
             compression=args.compression,
             same_cutouts=args.same_cutouts,
             schema_version=args.schema_version,
