@@ -25,8 +25,10 @@ of the raw and science archives.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -48,6 +51,7 @@ from fink_broker.config import Settings, dump_toml, load_settings  # noqa: E402
 from fink_broker.infra import kafka_local, processes  # noqa: E402
 from fink_broker.lake import Lake  # noqa: E402
 from fink_broker.plugins.filters import topic_name  # noqa: E402
+from fink_broker.services.stream_offsets import stream2raw_positions  # noqa: E402
 from fink_broker.services.streaming import metrics_lines  # noqa: E402
 from fink_broker.simulator.replay import replay  # noqa: E402
 from fink_broker.surveys import get_adapter  # noqa: E402
@@ -104,6 +108,80 @@ def published(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+class Trimmer:
+    """Keeps the broker's disk in bounds during a ladder: Rubin alerts are ~115 kB, and the
+    input and output topics of a ladder to 1,000 alerts/s hold tens of GB otherwise.
+
+    Every ``every_s`` seconds, in a thread: the input records the stream has committed
+    (below the offsets of the newest committed batch) and the output records but the last
+    ``keep`` of each partition are deleted; topics roll 64 MB segments, so that deletion
+    frees disk soon (Kafka drops whole segments). The latency reads the input time from the
+    outgoing messages, and a step's messages are read right after it, within ``keep``.
+    """
+
+    def __init__(self, settings: Settings, topic: str, keep: int = 60000, every_s: float = 10):
+        self.settings, self.topic, self.keep, self.every_s = settings, topic, keep, every_s
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        self.consumer = Consumer(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "fink-trim"}
+        )
+        self.rolled: set[str] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Trimmer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=30)
+        self.consumer.close()
+
+    def _loop(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                self.trim()
+            except Exception as err:  # a failed trim must not stop the measurement
+                print(f"  (trim failed: {err})", flush=True)
+
+    def trim(self) -> None:
+        topics = [t for t in self.admin.list_topics(timeout=10).topics if not t.startswith("__")]
+        self._roll_small_segments([t for t in topics if t not in self.rolled])
+        below = []
+        done = [p for p in stream2raw_positions(self.settings) if self.topic in p.offsets]
+        for position in done[:1]:
+            offsets = position.offsets[self.topic]
+            if not position.committed:  # the batch in flight reads from its start offsets
+                continue
+            below += [TopicPartition(self.topic, part, o) for part, o in offsets.items()]
+        for topic in topics:
+            if topic == self.topic:
+                continue
+            for part in self.admin.list_topics(topic, timeout=10).topics[topic].partitions:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, part), timeout=10
+                )
+                if high - self.keep > low:
+                    below.append(TopicPartition(topic, part, high - self.keep))
+        if below:
+            for future in self.admin.delete_records(below, request_timeout=20).values():
+                future.result()
+
+    def _roll_small_segments(self, topics: list[str]) -> None:
+        if not topics:
+            return
+        size = ConfigEntry(
+            "segment.bytes", str(64 * 2**20), incremental_operation=AlterConfigOpType.SET
+        )
+        resources = [
+            ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=[size]) for t in topics
+        ]
+        for future in self.admin.incremental_alter_configs(resources).values():
+            future.result()
+        self.rolled.update(topics)
+
+
 def backlog(settings: Settings, topic: str) -> int:
     """Alerts published and not yet through every stage (see the module docstring)."""
     raw_in, raw_out, _ = stage_totals(settings, "stream2raw")
@@ -148,11 +226,13 @@ def run_mode(args: argparse.Namespace, mode: str, tmp: Path, port: int) -> list[
     datasim = Path(args.datasim) / args.survey
     spark = get_session(bounded, app_name=f"fink-bench-capacity-{mode}")
     report = [f"{mode} mode:"]
+    trimmer: Trimmer | None = None
     try:
         replay(bounded, survey=args.survey, folder=datasim, topic=topic)
         for service in services:
             service.start(bounded, spark).awaitTermination()
         queries = [s.start(live, spark) for s in services]
+        trimmer = Trimmer(live, topic).__enter__()
         config = folder / "fink.toml"
         config.write_text(dump_toml(live))
         n_files = len(list(datasim.glob("*.avro")))
@@ -237,7 +317,11 @@ def run_mode(args: argparse.Namespace, mode: str, tmp: Path, port: int) -> list[
                 f"{disk_bytes(lake.science) / science_rows / 1024:.1f} kB per science alert"
             )
     finally:
+        if trimmer is not None:
+            trimmer.__exit__(None, None, None)
         spark.stop()
+        # the archives of a mode are read by nothing after its report: room for the next
+        shutil.rmtree(folder / "lake", ignore_errors=True)
     return report
 
 

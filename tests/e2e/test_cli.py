@@ -40,9 +40,10 @@ def fink(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedPro
 def test_help_without_verb_and_per_service(tmp_path):
     out = fink(tmp_path)
     assert out.returncode == 0 and "start" in out.stdout and "simulator" in out.stdout
-    for service in ("kafka", "stream2raw", "checkstream"):
+    for service in ("kafka", "stream2raw", "checkstream", "pipeline"):
         out = fink(tmp_path, "start", service, "-h")
         assert out.returncode == 0 and "--foreground" in out.stdout, service
+    assert "--archive" in fink(tmp_path, "start", "pipeline", "-h").stdout
 
 
 def test_init_start_show_stop(tmp_path, datasim):

@@ -140,3 +140,28 @@ def test_service_rows_list_the_pipeline_and_what_runs(tmp_path: Path) -> None:
         processes.stop(settings, "raw2science", timeout=5)
     rows = {r["name"]: r for r in service_rows(settings, activities, ProcessMeter(), T0 + 1)}
     assert not rows["raw2science"]["up"] and rows["raw2science"]["batches"] == 1
+
+
+def test_stages_read_up_while_the_one_pass_pipeline_runs_them(tmp_path: Path) -> None:
+    settings = load_settings(None, env={}, overrides={"paths.state_dir": str(tmp_path)})
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "stream2raw.jsonl").write_text(batch_line("stream2raw", 5, T0, 9))
+    record = processes.start_background(
+        "pipeline",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        settings=settings,
+        log_path=tmp_path / "child.log",
+    )
+    try:
+        activities = MetricsFeed(tmp_path / "metrics", history_s=3600).poll(T0 + 1)
+        rows = {r["name"]: r for r in service_rows(settings, activities, ProcessMeter(), T0 + 1)}
+        for stage in PIPELINE:
+            assert rows[stage]["up"] and rows[stage]["in_pipeline"], stage
+            assert rows[stage]["pid"] == record.pid and "cpu_percent" not in rows[stage]
+        assert rows["stream2raw"]["last_batch"]["batch_id"] == 5
+        assert rows["pipeline"]["up"] and "cpu_percent" in rows["pipeline"]
+        assert "in_pipeline" not in rows["pipeline"]
+    finally:
+        processes.stop(settings, "pipeline", timeout=5)
+    rows = {r["name"]: r for r in service_rows(settings, activities, ProcessMeter(), T0 + 1)}
+    assert not any(rows[stage]["up"] for stage in PIPELINE)

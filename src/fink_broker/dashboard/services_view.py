@@ -24,6 +24,8 @@ from fink_broker.infra import processes
 
 #: the streaming services, listed even when they do not run
 PIPELINE = ("stream2raw", "raw2science", "distribution", "archive")
+#: the service that runs every stage of ``PIPELINE`` in one query (`fink start pipeline`)
+ONE_PASS = "pipeline"
 
 
 class ProcessMeter:
@@ -121,6 +123,17 @@ def service_rows(
                 ports=record.ports,
                 topics=record.topics,
                 **meter.measure(record.pid),
+            )
+        elif name in PIPELINE and ONE_PASS in records:
+            # `fink start pipeline` runs this stage in its own process: up, with the
+            # pipeline's PID and uptime; its CPU and memory are on the pipeline's row
+            one_pass = records[ONE_PASS]
+            row.update(
+                up=True,
+                in_pipeline=True,
+                pid=one_pass.pid,
+                started_at=one_pass.started_at,
+                uptime_s=round(now - one_pass.create_time, 1),
             )
         row.update(_activity(activities.get(name), now, window))
         rows.append(row)

@@ -43,6 +43,7 @@ from pyspark.sql.avro.functions import to_avro
 
 from fink_broker import __version__
 from fink_broker.engine import hbase_index_rows as I
+from fink_broker.engine.archived_shape import nullable
 from fink_broker.engine.canonical import canonical_columns, transform_column
 from fink_broker.engine.outgoing import avro_schema_json
 from fink_broker.plugins.filters import AlertFilter
@@ -139,24 +140,13 @@ def _struct_items(dtype: object) -> list[tuple[str, T.DataType]] | None:
     return None
 
 
-def _nullable(dtype: T.DataType) -> T.DataType:
-    """``dtype`` with every field, element and value nullable, at every depth."""
-    if isinstance(dtype, T.StructType):
-        return T.StructType([T.StructField(f.name, _nullable(f.dataType)) for f in dtype.fields])
-    if isinstance(dtype, T.ArrayType):
-        return T.ArrayType(_nullable(dtype.elementType), True)
-    if isinstance(dtype, T.MapType):
-        return T.MapType(dtype.keyType, _nullable(dtype.valueType), True)
-    return dtype
-
-
 def avro_schema(spark, dtype: T.StructType, name: str) -> str:
     """The Avro schema (JSON) of records of type ``dtype``, every field nullable.
 
     Nullability differs between a streaming read (all nullable) and a batch read of the
     same Parquet, so it is dropped: one column set gives one schema, and one schema row.
     """
-    return avro_schema_json(spark, _nullable(dtype), name, "fink")
+    return avro_schema_json(spark, nullable(dtype), name, "fink")
 
 
 def _object_key(canon: dict[str, Column]) -> Column:

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.avro.functions import to_avro
 
+from fink_broker.engine.archived_shape import nullable
 from fink_broker.engine.session import jvm_class
 
 #: Avro record name and namespace of published alerts
@@ -50,8 +51,13 @@ def published_columns(df: DataFrame, publish: Sequence[str] | None, cutouts: boo
 
 
 def key_value(spark: SparkSession, df: DataFrame, columns: Sequence[str]) -> tuple[Column, Column]:
-    """(key, value) columns of the outgoing messages for rows of ``df``."""
-    struct_type = T.StructType([df.schema[c] for c in columns])
+    """(key, value) columns of the outgoing messages for rows of ``df``.
+
+    The writer schema makes every field nullable: a read of the science archive is, the
+    one-pass pipeline's in-memory rows are not, and both must publish the same bytes.
+    """
+    struct_type = nullable(T.StructType([df.schema[c] for c in columns]))
+    assert isinstance(struct_type, T.StructType)
     schema = avro_schema_json(spark, struct_type)
     value = to_avro(F.struct(*[F.col(c) for c in columns]), schema)
     return F.lit(schema).cast("binary"), value

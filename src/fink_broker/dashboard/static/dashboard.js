@@ -125,7 +125,7 @@ function renderServices(part) {
     return el(
       "tr", { dataset: { service: row.name } },
       el("td", { class: "name" }, row.name),
-      el("td", { class: row.up ? "state state-up" : "state state-down" }, row.up ? "up" : "down"),
+      el("td", { class: row.up ? "state state-up" : "state state-down" }, row.up ? (row.in_pipeline ? "up (pipeline)" : "up") : "down"),
       el("td", { class: "pid" }, row.up ? String(row.pid) : "–"),
       el("td", { class: "uptime" }, row.up ? duration(row.uptime_s) : "–"),
       el("td", { class: "cpu" }, row.up ? num(row.cpu_percent, 1) : "–"),
