@@ -115,27 +115,11 @@ class RawBatchWriter:
         are still returned, for the stages that did not commit it.
         """
         start = time.monotonic()
-        counts = {
-            (row["ok"], row["error"]): row["n"]
-            for row in decoded.groupBy(
-                F.col("error").isNull().alias("ok"),
-                F.when(F.col("error").isNotNull(), reason()).alias("error"),
-            )
-            .agg(F.count(F.lit(1)).alias("n"))
-            .collect()
-        }
-        reasons = Counter({err: n for (ok, err), n in counts.items() if not ok})
-        archived = sum(n for (ok, _), n in counts.items() if ok)
+        archived, reasons = decoded_counts(decoded)
         alerts = archive_columns(decoded, self.adapter, self.max_bytes)
         duplicates = 0
         if not committed(self.spark, self.lake.raw, batch_id):
-            rows = alerts
-            kept = None
-            if self.resume.nights:
-                kept = Observation(f"stream2raw_kept_{batch_id}_{uuid.uuid4().hex}")
-                rows = drop_archived(
-                    self.spark, rows, self.lake.raw, self.resume, self.adapter.alert_id
-                ).observe(kept, F.count(F.lit(1)).alias("rows"))
+            rows, kept = self._without_archived(alerts, batch_id)
             write_batch(self.spark, rows, self.lake.raw, batch_id, ["night"])
             if kept is not None:
                 duplicates = archived - int(kept.get["rows"])
@@ -203,13 +187,9 @@ class RawBatchWriter:
         watched = decoded.observe(
             observation, F.count(F.lit(1)).alias("messages"), F.collect_list(bad).alias("bad")
         )
-        rows = archive_columns(watched, self.adapter, self.max_bytes)
-        kept = None
-        if self.resume.nights:  # after --reset-checkpoint: the re-read alerts already there
-            kept = Observation(f"stream2raw_kept_{batch_id}_{uuid.uuid4().hex}")
-            rows = drop_archived(
-                self.spark, rows, self.lake.raw, self.resume, self.adapter.alert_id
-            ).observe(kept, F.count(F.lit(1)).alias("rows"))
+        rows, kept = self._without_archived(
+            archive_columns(watched, self.adapter, self.max_bytes), batch_id
+        )
         write_batch(self.spark, rows, self.lake.raw, batch_id, ["night"])
         seen = observation.get
         failed = seen["bad"]
@@ -234,22 +214,40 @@ class RawBatchWriter:
         written unless it committed too."""
         decoded = decode(batch, self.adapter, self.max_bytes).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = {
-                (row["ok"], row["error"]): row["n"]
-                for row in decoded.groupBy(
-                    F.col("error").isNull().alias("ok"),
-                    F.when(F.col("error").isNotNull(), reason()).alias("error"),
-                )
-                .agg(F.count(F.lit(1)).alias("n"))
-                .collect()
-            }
+            counts = decoded_counts(decoded)
             write_batch(
                 self.spark, quarantine_columns(decoded), self.lake.quarantine, batch_id, ["night"]
             )
         finally:
             decoded.unpersist()
-        archived = sum(n for (ok, _), n in counts.items() if ok)
-        return archived, Counter({err: n for (ok, err), n in counts.items() if not ok})
+        return counts
+
+    def _without_archived(
+        self, rows: DataFrame, batch_id: int
+    ) -> tuple[DataFrame, Observation | None]:
+        """``rows`` less the alerts the archive already holds, after --reset-checkpoint
+        (with the observation that counts what is left); else ``rows`` as they are."""
+        if not self.resume.nights:
+            return rows, None
+        kept = Observation(f"stream2raw_kept_{batch_id}_{uuid.uuid4().hex}")
+        rows = drop_archived(self.spark, rows, self.lake.raw, self.resume, self.adapter.alert_id)
+        return rows.observe(kept, F.count(F.lit(1)).alias("rows")), kept
+
+
+def decoded_counts(decoded: DataFrame) -> tuple[int, Counter[str]]:
+    """(decoded alerts, undecodable messages by reason) of a decoded batch, in one
+    aggregation: cheap on a cached batch, of which it reads the ``error`` column alone."""
+    counts = {
+        (row["ok"], row["error"]): row["n"]
+        for row in decoded.groupBy(
+            F.col("error").isNull().alias("ok"),
+            F.when(F.col("error").isNotNull(), reason()).alias("error"),
+        )
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    archived = sum(n for (ok, _), n in counts.items() if ok)
+    return archived, Counter({err: n for (ok, err), n in counts.items() if not ok})
 
 
 def start(
