@@ -54,11 +54,8 @@ def _stream2raw_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-offsets-per-trigger", type=int)
 
 
-def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
-    parser.add_argument(
-        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
-    )
+def _module_flags(parser: argparse.ArgumentParser) -> None:
+    """The science modules' flags: raw2science's and the pipeline's."""
     parser.add_argument(
         "--noscience", action="store_true", default=None, help="quality cuts only, no module"
     )
@@ -66,6 +63,26 @@ def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
     )
+
+
+def _routing_flags(parser: argparse.ArgumentParser) -> None:
+    """The filters' and outgoing messages' flags: distribution's and the pipeline's."""
+    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    parser.add_argument(
+        "--no-cutouts",
+        dest="cutouts",
+        action="store_false",
+        default=None,
+        help="publish the alerts without their image cutouts",
+    )
+
+
+def _raw2science_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--survey", choices=SURVEY_NAMES, help="survey adapter")
+    parser.add_argument(
+        "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
+    )
+    _module_flags(parser)
 
 
 def _distribution_flags(parser: argparse.ArgumentParser) -> None:
@@ -73,36 +90,16 @@ def _distribution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trigger", help='"availableNow" (drain and exit) or a processing time, e.g. "10 seconds"'
     )
-    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
+    _routing_flags(parser)
     parser.add_argument(
         "--failure-policy", choices=["fail", "null_and_count"], help="when a filter raises"
-    )
-    parser.add_argument(
-        "--no-cutouts",
-        dest="cutouts",
-        action="store_false",
-        default=None,
-        help="publish the alerts without their image cutouts",
     )
 
 
 def _pipeline_flags(parser: argparse.ArgumentParser) -> None:
     _stream2raw_flags(parser)
-    parser.add_argument(
-        "--noscience", action="store_true", default=None, help="quality cuts only, no module"
-    )
-    parser.add_argument("--modules", help="comma-separated modules to run (default: all)")
-    parser.add_argument(
-        "--failure-policy", choices=["fail", "null_and_count"], help="when a module raises"
-    )
-    parser.add_argument("--filters", help="comma-separated filters to run (default: all)")
-    parser.add_argument(
-        "--no-cutouts",
-        dest="cutouts",
-        action="store_false",
-        default=None,
-        help="publish the alerts without their image cutouts",
-    )
+    _module_flags(parser)  # --failure-policy is the modules' (raw2science.failure_policy)
+    _routing_flags(parser)
     parser.add_argument(
         "--archive",
         action="store_true",
